@@ -55,8 +55,10 @@ __all__ = [
     "check_go2_model",
     "create_go2_rollout",
     "load_go2_model",
+    "random_smooth_actions",
     "replay_in_mujoco",
     "simulation_model",
+    "upright",
 ]
 
 STATE_DIM = 37
@@ -148,7 +150,7 @@ def _x64() -> bool:
     return jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64
 
 
-def _as_array(name: str, value, dtype) -> np.ndarray | jax.Array:
+def _as_array(value, dtype) -> np.ndarray | jax.Array:
     """Array-ify an argument, keeping tracers as they are."""
     if isinstance(value, jax.core.Tracer):
         return value
@@ -162,6 +164,20 @@ def _check_finite(name: str, value) -> None:
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+
+
+def _check_inputs(x0, U) -> tuple[int, bool]:
+    """Validate (x0, U) shapes and values; return the batch size and whether both are unbatched."""
+    if x0.ndim not in (1, 2) or x0.shape[-1] != STATE_DIM:
+        raise ValueError(f"x0: expected shape (37,) or (B, 37), got {tuple(x0.shape)}")
+    if U.ndim not in (2, 3) or U.shape[-1] != ACTION_DIM or U.shape[-2] < 1:
+        raise ValueError(f"U: expected shape (H, 12) or (B, H, 12) with H >= 1, got {tuple(U.shape)}")
+    if x0.ndim == 2 and U.ndim == 3 and x0.shape[0] != U.shape[0]:
+        raise ValueError(f"x0 and U: batch sizes differ, x0 {tuple(x0.shape)} vs U {tuple(U.shape)}")
+    _check_finite("x0", x0)
+    _check_finite("U", U)
+    batch = max(x0.shape[0] if x0.ndim == 2 else 1, U.shape[0] if U.ndim == 3 else 1)
+    return batch, x0.ndim == 1 and U.ndim == 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,18 +269,9 @@ class Rollout:
     def rollout(self, x0, U) -> jax.Array:
         """Roll the action sequence ``U`` out from ``x0``; see the class docstring for shapes."""
         dtype = jnp.float64 if _x64() else jnp.float32
-        x0 = _as_array("x0", x0, dtype)
-        U = _as_array("U", U, dtype)
-        if x0.ndim not in (1, 2) or x0.shape[-1] != STATE_DIM:
-            raise ValueError(f"x0: expected shape (37,) or (B, 37), got {tuple(x0.shape)}")
-        if U.ndim not in (2, 3) or U.shape[-1] != ACTION_DIM or U.shape[-2] < 1:
-            raise ValueError(f"U: expected shape (H, 12) or (B, H, 12) with H >= 1, got {tuple(U.shape)}")
-        if x0.ndim == 2 and U.ndim == 3 and x0.shape[0] != U.shape[0]:
-            raise ValueError(f"x0 and U: batch sizes differ, x0 {tuple(x0.shape)} vs U {tuple(U.shape)}")
-        _check_finite("x0", x0)
-        _check_finite("U", U)
-        unbatched = x0.ndim == 1 and U.ndim == 2
-        batch = max(x0.shape[0] if x0.ndim == 2 else 1, U.shape[0] if U.ndim == 3 else 1)
+        x0 = _as_array(x0, dtype)
+        U = _as_array(U, dtype)
+        batch, unbatched = _check_inputs(x0, U)
         x0b = jnp.broadcast_to(x0, (batch, STATE_DIM)) if x0.ndim == 1 else x0
         Ub = jnp.broadcast_to(U, (batch, *U.shape[-2:])) if U.ndim == 2 else U
         key = _x64()
@@ -532,14 +539,7 @@ def replay_in_mujoco(
         raise ValueError(f"fidelity: expected 'same' or 'reference', got {fidelity!r}")
     x0 = np.asarray(x0, dtype=np.float64)
     U = np.asarray(U, dtype=np.float64)
-    if x0.ndim not in (1, 2) or x0.shape[-1] != STATE_DIM:
-        raise ValueError(f"x0: expected shape (37,) or (B, 37), got {x0.shape}")
-    if U.ndim not in (2, 3) or U.shape[-1] != ACTION_DIM:
-        raise ValueError(f"U: expected shape (H, 12) or (B, H, 12), got {U.shape}")
-    _check_finite("x0", x0)
-    _check_finite("U", U)
-    unbatched = x0.ndim == 1 and U.ndim == 2
-    batch = max(x0.shape[0] if x0.ndim == 2 else 1, U.shape[0] if U.ndim == 3 else 1)
+    batch, unbatched = _check_inputs(x0, U)
     x0b = np.broadcast_to(x0, (batch, STATE_DIM))
     Ub = np.broadcast_to(U, (batch, *U.shape[-2:]))
     if fidelity == "same":
@@ -563,6 +563,19 @@ def replay_in_mujoco(
             out[b, k + 1, :NQ] = data.qpos
             out[b, k + 1, NQ:] = data.qvel
     return out[0] if unbatched else out
+
+
+def random_smooth_actions(
+    rng: np.random.Generator, batch: int, horizon: int, amplitude: float = 1.0, ctrl_dt: float = 0.02
+) -> np.ndarray:
+    """Random smooth action sequences ``(batch, horizon, 12)`` for tests and benchmarks: per joint,
+    the mean of three sinusoids of 0.5-3 Hz with random amplitudes and phases, so ``|u| <= amplitude``."""
+    t = np.arange(horizon) * ctrl_dt
+    a = rng.uniform(-1, 1, (batch, ACTION_DIM, 3, 1))
+    f = rng.uniform(0.5, 3.0, (batch, ACTION_DIM, 3, 1))
+    ph = rng.uniform(0, 2 * np.pi, (batch, ACTION_DIM, 3, 1))
+    u = (a * np.sin(2 * np.pi * f * t + ph)).sum(axis=2) / 3.0
+    return amplitude * np.transpose(u, (0, 2, 1))
 
 
 def upright(X) -> np.ndarray:
