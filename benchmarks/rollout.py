@@ -1,0 +1,197 @@
+"""Benchmark of Phi(x0, U): MuJoCo C vs MJX throughput, gradient cost, compile time, memory.
+
+    python benchmarks/rollout.py                 # the CPU figures recorded in BENCHMARKS.md
+    python benchmarks/rollout.py --batches 1 64 256 1024 4096   # on a GPU
+
+Every figure is measured in this one run (the machines are shared and noisy: ratios taken side by
+side are what the targets are about). Times are the minimum over --repeats calls (median shown too).
+The persistent compilation cache is off here so that compile times are real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+from dynaflow.physics import create_go2_rollout, random_smooth_actions, replay_in_mujoco
+
+
+def timed(fn, *args, repeats: int) -> tuple[float, float]:
+    jax.block_until_ready(fn(*args))
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    return float(np.min(ts)), float(np.median(ts))
+
+
+def mujoco_c_steps_per_s(
+    model: mujoco.MjModel, x0: np.ndarray, U: np.ndarray, rollout, repeats: int
+) -> float:
+    """Single-thread MuJoCo C steps/s under the same 50 Hz control law (one mj_step call per 20 ms)."""
+    data = mujoco.MjData(model)
+    targets = rollout.targets(U)
+    best = np.inf
+    for _ in range(repeats):
+        mujoco.mj_resetData(model, data)
+        data.qpos[:] = x0[:19]
+        t0 = time.perf_counter()
+        for u in targets:
+            data.ctrl[:] = u
+            mujoco.mj_step(model, data, nstep=rollout.n_substeps)
+        best = min(best, time.perf_counter() - t0)
+    return len(U) * rollout.n_substeps / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
+    ap.add_argument("--horizon", type=int, default=16)
+    ap.add_argument("--grad-batch", type=int, default=64)
+    ap.add_argument("--memory-horizons", type=int, nargs="+", default=[16, 64, 128])
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--skip-unrolled", action="store_true", help="skip the plain mjx.step gradient")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    jax.config.update("jax_enable_compilation_cache", False)
+
+    dev = jax.devices()[0]
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {dev.device_kind} "
+        f"({dev.platform}), jax {jax.__version__}, mujoco {mujoco.__version__}"
+    )
+    out: dict = {"device": dev.device_kind, "platform": dev.platform}
+    r = create_go2_rollout()
+    H = args.horizon
+    x_home = r.home_state()
+    rng = np.random.default_rng(0)
+
+    # --- MuJoCo C, one thread -------------------------------------------------------------------
+    Uc = random_smooth_actions(rng, 1, 500, 1.0)[0]
+    c_sim = mujoco_c_steps_per_s(r.sim_model, x_home, Uc, r, 5)
+    c_full = mujoco_c_steps_per_s(r.mj_model, x_home, Uc, r, 5)
+    print(
+        f"MuJoCo C, 1 thread: {c_sim:,.0f} steps/s (simulated model); "
+        f"{c_full:,.0f} steps/s (with visual geoms)"
+    )
+    out["mujoco_c_steps_per_s"] = c_sim
+
+    # --- MJX forward ----------------------------------------------------------------------------
+    fwd = jax.jit(lambda x0, U: r(x0, U))
+    out["forward"] = {}
+    for B in args.batches:
+        x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
+        U = jnp.asarray(random_smooth_actions(rng, B, H, 1.0), jnp.float32)
+        t0 = time.perf_counter()
+        compiled = fwd.lower(x0, U).compile()
+        c_s = time.perf_counter() - t0
+        tmin, tmed = timed(compiled, x0, U, repeats=args.repeats)
+        sps = B * H * r.n_substeps / tmin
+        out["forward"][B] = {"s": tmin, "median_s": tmed, "steps_per_s": sps, "compile_s": c_s}
+        print(
+            f"MJX forward B={B:5d} H={H}: {tmin * 1e3:8.2f} ms (median {tmed * 1e3:.2f}), "
+            f"{sps:,.0f} steps/s = {sps / c_sim:.2f} x MuJoCo C; compile {c_s:.1f} s"
+        )
+
+    # --- forward + gradient ---------------------------------------------------------------------
+    B = args.grad_batch
+    x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
+    U = jnp.asarray(random_smooth_actions(rng, B, H, 1.0), jnp.float32)
+    target = jnp.asarray(np.tile(x_home, (B, H + 1, 1)), jnp.float32)
+
+    def make_grad(ro):
+        def loss(U, x0):
+            return jnp.mean((ro(x0, U) - target) ** 2)
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+    fwd_b = jax.jit(lambda x0, U: r(x0, U))
+    t0 = time.perf_counter()
+    fwd_c = fwd_b.lower(x0, U).compile()
+    fwd_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grad_c = make_grad(r).lower(U, x0).compile()
+    grad_compile = time.perf_counter() - t0
+    f_min, f_med = timed(fwd_c, x0, U, repeats=args.repeats)
+    g_min, g_med = timed(grad_c, U, x0, repeats=args.repeats)
+    out["gradient"] = {
+        "B": B,
+        "H": H,
+        "forward_s": f_min,
+        "grad_s": g_min,
+        "ratio": g_min / f_min,
+        "ratio_median": g_med / f_med,
+        "compile_forward_s": fwd_compile,
+        "compile_grad_s": grad_compile,
+    }
+    print(
+        f"value_and_grad B={B} H={H}: {g_min * 1e3:.1f} ms vs forward {f_min * 1e3:.1f} ms: "
+        f"ratio {g_min / f_min:.2f} (medians: {g_med / f_med:.2f})"
+    )
+    print(f"compile: forward {fwd_compile:.1f} s, value_and_grad {grad_compile:.1f} s")
+    if not args.skip_unrolled:
+        ru = create_go2_rollout(gradient="unrolled")
+        t0 = time.perf_counter()
+        grad_u = make_grad(ru).lower(U, x0).compile()
+        u_compile = time.perf_counter() - t0
+        u_min, u_med = timed(grad_u, U, x0, repeats=args.repeats)
+        out["gradient"]["unrolled_grad_s"] = u_min
+        out["gradient"]["unrolled_compile_s"] = u_compile
+        print(
+            f"  plain mjx.step autodiff (gradient='unrolled'): {u_min * 1e3:.1f} ms "
+            f"= ratio {u_min / f_min:.2f}; compile {u_compile:.1f} s"
+        )
+
+    # --- memory of the gradient -----------------------------------------------------------------
+    out["memory"] = {}
+    for remat in (False, True):
+        ro = create_go2_rollout(remat=remat)
+        for Hm in args.memory_horizons:
+            Um = jnp.zeros((B, Hm, 12), jnp.float32)
+            tgt = jnp.zeros((B, Hm + 1, 37), jnp.float32)
+
+            def loss(U, x0, ro=ro, tgt=tgt):
+                return jnp.mean((ro(x0, U) - tgt) ** 2)
+
+            mem = jax.jit(jax.grad(loss)).lower(Um, x0).compile().memory_analysis()
+            peak = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+            out["memory"][f"H{Hm}_remat{int(remat)}"] = peak
+            print(
+                f"gradient memory B={B} H={Hm:4d} remat={remat!s:5}: {peak / 2**20:8.1f} MiB "
+                f"(XLA buffers: temp {mem.temp_size_in_bytes / 2**20:.1f} MiB)"
+            )
+
+    # --- agreement with MuJoCo C ----------------------------------------------------------------
+    out["agreement"] = {}
+    for amp in (0.3, 0.6, 1.0):
+        Ua = random_smooth_actions(np.random.default_rng(1), 32, H, amp)
+        X = np.asarray(r(np.tile(x_home, (32, 1)), Ua))
+        row = {}
+        for fid in ("same", "reference"):
+            err = np.abs(X - replay_in_mujoco(r, x_home, Ua, fidelity=fid))
+            row[fid] = {
+                "pos_max": float(err[..., :19].max()),
+                "pos_median": float(np.median(err[..., :19].max((1, 2)))),
+                "vel_max": float(err[..., 19:].max()),
+            }
+        out["agreement"][amp] = row
+        print(
+            f"MJX vs MuJoCo C, 32 x H={H}, |u| <= {amp}: same max {row['same']['pos_max']:.1e} "
+            f"(median {row['same']['pos_median']:.1e}), reference max {row['reference']['pos_max']:.1e} "
+            f"(median {row['reference']['pos_median']:.1e}); velocity (same) {row['same']['vel_max']:.1e}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
