@@ -55,7 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--horizon", type=int, default=16)
-    ap.add_argument("--grad-batch", type=int, default=64)
+    ap.add_argument("--grad-batches", type=int, nargs="+", default=[64])
     ap.add_argument("--memory-horizons", type=int, nargs="+", default=[16, 64, 128])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--skip-unrolled", action="store_true", help="skip the plain mjx.step gradient")
@@ -102,55 +102,65 @@ def main() -> None:
         )
 
     # --- forward + gradient ---------------------------------------------------------------------
-    B = args.grad_batch
-    x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
-    U = jnp.asarray(random_smooth_actions(rng, B, H, 1.0), jnp.float32)
-    target = jnp.asarray(np.tile(x_home, (B, H + 1, 1)), jnp.float32)
-
-    def make_grad(ro):
+    def make_grad(ro, target):
         def loss(U, x0):
             return jnp.mean((ro(x0, U) - target) ** 2)
 
         return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
-    fwd_b = jax.jit(lambda x0, U: r(x0, U))
-    t0 = time.perf_counter()
-    fwd_c = fwd_b.lower(x0, U).compile()
-    fwd_compile = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    grad_c = make_grad(r).lower(U, x0).compile()
-    grad_compile = time.perf_counter() - t0
-    f_min, f_med = timed(fwd_c, x0, U, repeats=args.repeats)
-    g_min, g_med = timed(grad_c, U, x0, repeats=args.repeats)
-    out["gradient"] = {
-        "B": B,
-        "H": H,
-        "forward_s": f_min,
-        "grad_s": g_min,
-        "ratio": g_min / f_min,
-        "ratio_median": g_med / f_med,
-        "compile_forward_s": fwd_compile,
-        "compile_grad_s": grad_compile,
-    }
-    print(
-        f"value_and_grad B={B} H={H}: {g_min * 1e3:.1f} ms vs forward {f_min * 1e3:.1f} ms: "
-        f"ratio {g_min / f_min:.2f} (medians: {g_med / f_med:.2f})"
-    )
-    print(f"compile: forward {fwd_compile:.1f} s, value_and_grad {grad_compile:.1f} s")
-    if not args.skip_unrolled:
-        ru = create_go2_rollout(gradient="unrolled")
+    out["gradient"] = {}
+    for B in args.grad_batches:
+        x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
+        U = jnp.asarray(random_smooth_actions(rng, B, H, 1.0), jnp.float32)
+        target = jnp.asarray(np.tile(x_home, (B, H + 1, 1)), jnp.float32)
+        fwd_b = jax.jit(lambda x0, U: r(x0, U))
         t0 = time.perf_counter()
-        grad_u = make_grad(ru).lower(U, x0).compile()
-        u_compile = time.perf_counter() - t0
-        u_min, u_med = timed(grad_u, U, x0, repeats=args.repeats)
-        out["gradient"]["unrolled_grad_s"] = u_min
-        out["gradient"]["unrolled_compile_s"] = u_compile
+        fwd_c = fwd_b.lower(x0, U).compile()
+        fwd_compile = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        grad_c = make_grad(r, target).lower(U, x0).compile()
+        grad_compile = time.perf_counter() - t0
+        # forward and gradient calls alternate, so a noisy neighbour slows both alike
+        jax.block_until_ready(fwd_c(x0, U))
+        jax.block_until_ready(grad_c(U, x0))
+        tf, tg = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fwd_c(x0, U))
+            tf.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            jax.block_until_ready(grad_c(U, x0))
+            tg.append(time.perf_counter() - t0)
+        f_min, f_med, g_min, g_med = min(tf), float(np.median(tf)), min(tg), float(np.median(tg))
+        row = {
+            "forward_s": f_min,
+            "grad_s": g_min,
+            "ratio": g_min / f_min,
+            "ratio_median": g_med / f_med,
+            "compile_forward_s": fwd_compile,
+            "compile_grad_s": grad_compile,
+        }
         print(
-            f"  plain mjx.step autodiff (gradient='unrolled'): {u_min * 1e3:.1f} ms "
-            f"= ratio {u_min / f_min:.2f}; compile {u_compile:.1f} s"
+            f"value_and_grad B={B} H={H}: {g_min * 1e3:.1f} ms vs forward {f_min * 1e3:.1f} ms: "
+            f"ratio {g_min / f_min:.2f} (medians: {g_med / f_med:.2f})"
         )
+        print(f"compile: forward {fwd_compile:.1f} s, value_and_grad {grad_compile:.1f} s")
+        if not args.skip_unrolled:
+            ru = create_go2_rollout(gradient="unrolled")
+            t0 = time.perf_counter()
+            grad_u = make_grad(ru, target).lower(U, x0).compile()
+            u_compile = time.perf_counter() - t0
+            u_min, _ = timed(grad_u, U, x0, repeats=args.repeats)
+            row.update(unrolled_grad_s=u_min, unrolled_compile_s=u_compile)
+            print(
+                f"  plain mjx.step autodiff (gradient='unrolled'): {u_min * 1e3:.1f} ms "
+                f"= ratio {u_min / f_min:.2f}; compile {u_compile:.1f} s"
+            )
+        out["gradient"][B] = row
 
     # --- memory of the gradient -----------------------------------------------------------------
+    B = args.grad_batches[0]
+    x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
     out["memory"] = {}
     for remat in (False, True):
         ro = create_go2_rollout(remat=remat)

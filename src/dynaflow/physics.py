@@ -247,7 +247,7 @@ class Rollout:
             d = step(m, template.replace(qpos=qpos, qvel=qvel, ctrl=ctrl))
             return (d.qpos, d.qvel)
 
-        substep = jax.checkpoint(substep, policy=_SUBSTEP_POLICY)
+        substep = jax.checkpoint(substep, policy=_SUBSTEP_POLICY, prevent_cse=False)  # inside scan
 
         def control_step(x, u):
             ctrl = self.targets(u).astype(dtype)
