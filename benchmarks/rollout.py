@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--horizon", type=int, default=16)
     ap.add_argument("--grad-batches", type=int, nargs="+", default=[64])
-    ap.add_argument("--memory-horizons", type=int, nargs="+", default=[16, 64, 128])
+    ap.add_argument("--memory-horizons", type=int, nargs="*", default=[16, 64, 128])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--skip-unrolled", action="store_true", help="skip the plain mjx.step gradient")
     ap.add_argument("--json", help="also write the figures to this JSON file")
