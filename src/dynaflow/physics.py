@@ -190,9 +190,10 @@ class Rollout:
     ``(H + 1, 37)`` when both arguments are unbatched. Works inside ``jax.jit`` / ``jax.grad`` and
     under ``jax_enable_x64``.
 
-    ``gradient="implicit"`` (default) runs MJX's constraint-solver line search without
-    differentiating it and instead differentiates one Newton step on the step size at the
-    solution (implicit function theorem); the forward values are MJX's exactly.
+    ``gradient="implicit"`` (default) computes what ``mjx.step`` computes (the same algorithm; the
+    values agree to float rounding) with a cheaper backward pass: the constraint solver's line search
+    gets its implicit-function derivative instead of being unrolled, linear solves reuse their
+    Cholesky factor, and each substep is rematerialised (see :func:`_solve_implicit`).
     ``gradient="unrolled"`` differentiates through ``mjx.step`` as it is (reference / debugging).
     """
 
