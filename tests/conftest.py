@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import jax
 import pytest
 
-# Persistent compilation cache: a second test run on the same machine skips most XLA compiles.
-_cache = Path(os.environ.get("DYNAFLOW_JAX_CACHE", Path.home() / ".cache" / "dynaflow" / "jax"))
-jax.config.update("jax_compilation_cache_dir", str(_cache))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+from dynaflow.cli import enable_compilation_cache
+
+# The CLI's persistent compilation cache: a second test run on the same machine skips most compiles.
+enable_compilation_cache()
 
 
 @pytest.fixture(scope="session")

@@ -206,7 +206,12 @@ class Rollout:
     remat: bool = False
     gradient: Literal["implicit", "unrolled"] = "implicit"
     _mjx_models: dict = field(default_factory=dict, repr=False)
-    _jitted: dict = field(default_factory=dict, repr=False)
+    _jitted: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # One jit serves float32 and float64: its cache is keyed on input dtypes and the x64 flag,
+        # and _single picks the matching MJX model while tracing.
+        object.__setattr__(self, "_jitted", jax.jit(self._batched))
 
     @property
     def sim_dt(self) -> float:
@@ -278,10 +283,7 @@ class Rollout:
         batch, unbatched = _check_inputs(x0, U)
         x0b = jnp.broadcast_to(x0, (batch, STATE_DIM)) if x0.ndim == 1 else x0
         Ub = jnp.broadcast_to(U, (batch, *U.shape[-2:])) if U.ndim == 2 else U
-        key = _x64()
-        if key not in self._jitted:
-            self._jitted[key] = jax.jit(self._batched)
-        X = self._jitted[key](x0b, Ub)
+        X = self._jitted(x0b, Ub)
         return X[0] if unbatched else X
 
     __call__ = rollout
@@ -509,7 +511,7 @@ def reference_model(rollout: Rollout) -> tuple[mujoco.MjModel, int]:
     Newton, 100 iterations, 50 line-search iterations, tight tolerances, elliptic friction cone,
     warm start on. Returns the model and the number of physics steps per control step.
     """
-    model = _copy_model(rollout.mj_model)
+    model = copy.deepcopy(rollout.mj_model)
     n_sub = max(rollout.n_substeps, math.ceil(rollout.ctrl_dt / REFERENCE_MAX_DT - 1e-9))
     opt = model.opt
     opt.timestep = rollout.ctrl_dt / n_sub
@@ -521,10 +523,6 @@ def reference_model(rollout: Rollout) -> tuple[mujoco.MjModel, int]:
     opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
     return model, n_sub
-
-
-def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
-    return copy.deepcopy(model)
 
 
 def replay_in_mujoco(
