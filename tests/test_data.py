@@ -1,0 +1,147 @@
+"""The demonstration NPZ schema: validation messages, episode split, windows, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dynaflow.data import (
+    DatasetError,
+    Normalizer,
+    gather_windows,
+    load_dataset,
+    relative_xy,
+    save_dataset,
+    split_episodes,
+    window_index,
+)
+
+
+def states(n=3, t=12, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, t, 37)).astype(np.float32)
+    x[..., 3:7] = [1.0, 0.0, 0.0, 0.0]
+    return x
+
+
+def write(tmp_path, name="d.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def test_round_trip_and_optional_keys(tmp_path):
+    X = states()
+    path = save_dataset(
+        tmp_path / "ok.npz", X, conditionings=np.ones((3, 12, 5)), actions=np.zeros((3, 12, 12))
+    )
+    ds = load_dataset(path)
+    np.testing.assert_array_equal(ds.states, X)
+    assert ds.cond_dim == 5 and ds.actions.shape == (3, 12, 12) and list(ds.lengths) == [12, 12, 12]
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            dict(actions=np.zeros((3, 12, 12))),
+            r"key 'states': missing \(required, shape \(N, T, 37\)\); found actions",
+        ),
+        (dict(states=np.zeros((12, 37))), r"key 'states': expected shape \(N, T, 37\), got \(12, 37\)"),
+        (dict(states=np.zeros((3, 12, 36))), r"key 'states': expected shape \(N, T, 37\), got \(3, 12, 36\)"),
+        (dict(states="S", conditionings=np.zeros((3, 11, 2))), r"key 'conditionings': expected N, T = 3, 12"),
+        (
+            dict(states="S", conditionings=np.zeros((3, 12))),
+            r"key 'conditionings': expected shape \(N, T, C\)",
+        ),
+        (
+            dict(states="S", actions=np.zeros((2, 12, 12))),
+            r"key 'actions': expected N, T = 3, 12 .* got \(2, 12, 12\)",
+        ),
+        (dict(states="S", actions=np.zeros((3, 12, 8))), r"key 'actions': expected shape \(N, T, 12\)"),
+        (dict(states="NAN"), r"key 'states': contains NaN or inf \(first at episode 1, step 4, dim 20\)"),
+        (dict(states="QUAT"), r"key 'states': base quaternion .* norm 2.000 at episode 2, step 3"),
+        (
+            dict(states="S", episode_lengths=np.array([12, 13, 5])),
+            r"key 'episode_lengths': episode 1 has length 13",
+        ),
+        (
+            dict(states="S", episode_lengths=np.array([12, 5])),
+            r"key 'episode_lengths': expected shape \(3,\)",
+        ),
+        (dict(states=np.array([["a"] * 37] * 2)[None]), r"key 'states': expected a numeric array"),
+    ],
+)
+def test_bad_files_are_rejected_with_a_named_message(tmp_path, arrays, message):
+    good = states()
+    if isinstance(arrays.get("states"), str):
+        kind = arrays["states"]
+        if kind == "NAN":
+            good[1, 4, 20] = np.nan
+        elif kind == "QUAT":
+            good[2, 3, 3:7] = [2.0, 0, 0, 0]
+        arrays = {**arrays, "states": good}
+    path = write(tmp_path, **arrays)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_dataset(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_padding_after_episode_end_is_not_validated(tmp_path):
+    X = states()
+    X[0, 8:] = np.nan  # padding beyond the episode's length
+    ds = load_dataset(write(tmp_path, states=X, episode_lengths=np.array([8, 12, 12])))
+    assert list(ds.lengths) == [8, 12, 12]
+    with pytest.raises(DatasetError, match=r"episode 0 has 8 states, fewer than horizon \+ 1 = 9"):
+        window_index(ds, np.arange(3), horizon=8)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(DatasetError, match="no such dataset file"):
+        load_dataset(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(DatasetError, match="not a readable .npz file"):
+        load_dataset(bad)
+    good = save_dataset(tmp_path / "trunc.npz", states())
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="not a readable .npz file"):
+        load_dataset(good)
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, states=np.array([states()[0], None], dtype=object))
+    with pytest.raises(DatasetError, match="without pickle"):
+        load_dataset(obj)
+
+
+def test_split_is_by_episode_and_windows_stay_inside_episodes(tmp_path):
+    ds = load_dataset(save_dataset(tmp_path / "d.npz", states(n=10, t=20)))
+    train, val = split_episodes(ds, 0.2, seed=3)
+    assert len(val) == 2 and not set(train) & set(val) and sorted([*train, *val]) == list(range(10))
+    assert np.array_equal(split_episodes(ds, 0.2, seed=3)[1], val)  # deterministic
+    idx = window_index(ds, train, horizon=5, stride=2)
+    assert set(idx[:, 0]) == set(train) and idx[:, 1].max() + 5 < 20
+    X, c = gather_windows(ds, idx[:3], 5)
+    assert X.shape == (3, 6, 37) and c is None
+    e, s = idx[1]
+    np.testing.assert_array_equal(X[1], ds.states[e, s : s + 6])
+
+
+def test_window_conditioning_is_the_first_step(tmp_path):
+    cond = np.arange(3 * 12, dtype=np.float32).reshape(3, 12, 1)
+    ds = load_dataset(save_dataset(tmp_path / "c.npz", states(), conditionings=cond))
+    idx = np.array([[1, 4]])
+    _, c = gather_windows(ds, idx, 3)
+    assert c[0, 0] == cond[1, 4, 0]
+
+
+def test_normalizer_zscores_all_but_the_quaternion_with_relative_xy():
+    X = states(n=5, t=9)[:, :]
+    X[..., 0] += 100.0  # a far-away start is the same motion
+    norm = Normalizer.fit(X)
+    assert np.all(norm.mean[3:7] == 0) and np.all(norm.std[3:7] == 1)
+    Z = (relative_xy(X) - norm.mean) / norm.std
+    rest = np.r_[0:3, 7:37]
+    np.testing.assert_allclose(Z.reshape(-1, 37)[:, rest].mean(0), 0, atol=1e-4)
+    assert abs(norm.mean[0]) < 5  # positions are relative to the window start, not absolute
+    assert Normalizer.from_dict(norm.to_dict()).std.tolist() == norm.std.tolist()
