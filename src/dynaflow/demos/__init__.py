@@ -1,0 +1,1 @@
+"""Where demonstrations come from. Every source writes the NPZ schema of :mod:`dynaflow.data`."""
