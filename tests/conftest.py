@@ -23,3 +23,54 @@ def rollout_remat():
     from dynaflow import create_go2_rollout
 
     return create_go2_rollout(remat=True)
+
+
+# ---- learning core: one small synthetic dataset and one trained run shared by all tests ----
+
+SMALL_MODEL = dict(d_model=64, n_heads=4, depth=2, dropout=0.0)
+TRAIN_STEPS = 600
+
+
+@pytest.fixture(scope="session")
+def synthetic_npz(tmp_path_factory, rollout):
+    from dynaflow.data import save_dataset
+    from dynaflow.demos.synthetic import synthetic_demos
+
+    path = tmp_path_factory.mktemp("data") / "synthetic.npz"
+    save_dataset(path, **synthetic_demos(rollout, episodes=24, steps=60, seed=0))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_config(synthetic_npz, tmp_path_factory):
+    """A factory of small, fast training configs on the synthetic dataset."""
+    from dynaflow.train import TrainConfig
+
+    def make(**overrides):
+        base = dict(
+            data=str(synthetic_npz),
+            batch=16,
+            horizon=8,
+            lr=3e-3,
+            ema_decay=0.9,
+            stride=1,
+            steps_per_epoch=50,
+            val_windows=64,
+            save_interval=4,
+            log_every=10,
+            save_dir=str(tmp_path_factory.mktemp("run")),
+            **SMALL_MODEL,
+        )
+        base.update(overrides)
+        return TrainConfig(**base)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_run(small_config, rollout):
+    """TRAIN_STEPS updates of the small model; its run directory holds last / best / epoch_* checkpoints."""
+    from dynaflow.train import train
+
+    cfg = small_config(epochs=TRAIN_STEPS // 50)
+    return train(cfg, rollout=rollout, progress=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from dynaflow.cli import main
@@ -16,3 +19,107 @@ def test_physics_check_runs_and_reports(capsys):
 def test_bad_flag_value_is_named():
     with pytest.raises(SystemExit, match="--batch and --horizon must be >= 1, got 0, 8"):
         main(["physics", "--batch", "0", "--horizon", "8"])
+
+
+def test_train_bad_data_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, states=np.zeros((4, 20, 36)))
+    assert main(["train", "--data", str(bad), "--save-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dynaflow train: error: {bad}: key 'states': expected shape (N, T, 37), got (4, 20, 36)"
+    assert main(["train", "--epochs", "3"]) == 2
+    assert "--data is required" in capsys.readouterr().err
+
+
+def test_train_asks_for_wandb_when_missing(synthetic_npz, tmp_path):
+    try:
+        import wandb  # noqa: F401
+
+        pytest.skip("wandb is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(SystemExit, match=r"--wandb offline needs the wandb package; install it with"):
+        main(
+            [
+                "train",
+                "--data",
+                str(synthetic_npz),
+                "--wandb",
+                "offline",
+                "--horizon",
+                "8",
+                "--save-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+
+
+def test_sample_and_evaluate_a_trained_checkpoint(trained_run, synthetic_npz, tmp_path, capsys):
+    out = tmp_path / "s.npz"
+    run = str(trained_run.run_dir)
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                run,
+                "--from-dataset",
+                str(synthetic_npz),
+                "--num-samples",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    with np.load(out, allow_pickle=False) as f:
+        assert f["states"].shape == (4, 9, 37) and f["actions"].shape == (4, 8, 12)
+        assert f["conditionings"].shape == (4, 4)
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                run,
+                "--x0",
+                "home",
+                "--cond",
+                "0.3 0.5 0 1",
+                "--num-samples",
+                "4",
+                "--ode-steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert main(["sample", "--checkpoint", run, "--x0", "home", "--num-samples", "4", "--out", str(out)]) == 2
+    assert "--cond: this checkpoint needs a 4-D conditioning" in capsys.readouterr().err
+
+    metrics_path = tmp_path / "m.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                f"{run}/best",
+                "--dataset",
+                str(synthetic_npz),
+                "--num-samples",
+                "16",
+                "--batch",
+                "4",
+                "--out",
+                str(metrics_path),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "SAE vs MuJoCo C (same)" in table and "TRE joint_pos" in table
+    m = json.loads(metrics_path.read_text())
+    assert m["num_samples"] == 16 and m["sae_max"] <= 1e-3 and np.isfinite(m["ref_div_max"])
+    assert 0 < m["tre"] < 1.0 and m["use_ema"] is True

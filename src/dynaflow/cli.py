@@ -91,6 +91,179 @@ def cmd_physics(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# --------------------------------------------------------------------------------------------
+# train / sample / evaluate
+
+
+def _parse_floats(text: str, flag: str, n: int | None = None) -> np.ndarray:
+    try:
+        vals = np.array([float(v) for v in text.replace(",", " ").split()], np.float32)
+    except ValueError as e:
+        raise ValueError(f"{flag}: expected numbers separated by commas or spaces, got {text!r}") from e
+    if n is not None and vals.shape != (n,):
+        raise ValueError(f"{flag}: expected {n} numbers, got {vals.size}")
+    return vals
+
+
+def _parse_weights(text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(
+                f"--weights: expected group=value pairs like joint_pos=2,base_pos=1, got {part!r}"
+            )
+        try:
+            out[name.strip()] = float(value)
+        except ValueError as e:
+            raise ValueError(f"--weights: {name.strip()!r} needs a number, got {value!r}") from e
+    return out
+
+
+_TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
+    "--data": (
+        "data",
+        str,
+        "demonstration NPZ (states (N, T, 37), optional conditionings / episode_lengths)",
+    ),
+    "--epochs": ("epochs", int, "epochs (default 100)"),
+    "--batch": ("batch", int, "batch size, split over all local devices (default 32)"),
+    "--horizon": ("horizon", int, "control steps H per window; windows hold H + 1 states (default 10)"),
+    "--lr": ("lr", float, "peak AdamW learning rate, warmup then cosine to 1%% (default 1e-4)"),
+    "--weight-decay": ("weight_decay", float, "AdamW weight decay (default 0)"),
+    "--ema-decay": ("ema_decay", float, "EMA decay of the weights (default 0.995)"),
+    "--d-model": ("d_model", int, "transformer width (default 384)"),
+    "--n-heads": ("n_heads", int, "attention heads (default 6)"),
+    "--depth": ("depth", int, "DiT blocks (default 3)"),
+    "--dropout": ("dropout", float, "dropout rate (default 0.1)"),
+    "--save-dir": ("save_dir", str, "run directory: checkpoints and metrics.jsonl (default checkpoints)"),
+    "--save-interval": ("save_interval", int, "keep a checkpoint every N epochs (default 10)"),
+    "--seed": ("seed", int, "seed of initialisation, split, data order and noise (default 0)"),
+    "--val-fraction": ("val_fraction", float, "fraction of episodes held out for validation (default 0.1)"),
+    "--stride": ("stride", int, "step between window starts (default 1)"),
+    "--steps-per-epoch": ("steps_per_epoch", int, "cap on updates per epoch (default: one pass)"),
+    "--max-steps": ("max_steps", int, "stop after this many updates in total"),
+    "--warmup-steps": ("warmup_steps", int, "learning-rate warmup (default 5%% of updates, <= 1000)"),
+    "--grad-clip": ("grad_clip", float, "global gradient-norm clip (default 1.0)"),
+    "--sigma": ("sigma", float, "std of the source X0 ~ N(x0, sigma^2 I), normalised units (default 1)"),
+    "--time-dist": ("time_distribution", str, "flow time distribution: uniform or logit_normal"),
+    "--val-windows": ("val_windows", int, "validation windows scored each epoch (default 256)"),
+    "--max-nonfinite": ("max_nonfinite", int, "stop after N consecutive non-finite updates (default 20)"),
+    "--log-every": ("log_every", int, "metrics.jsonl line every N updates (default 10)"),
+    "--wandb": ("wandb", str, "Weights & Biases: online, offline or disabled (default)"),
+    "--wandb-project": ("wandb_project", str, "W&B project (default dynaflow)"),
+    "--wandb-name": ("wandb_name", str, "W&B run name"),
+}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train DynaFlow on a demonstration NPZ (or resume a run)."""
+    from dynaflow.train import TrainConfig, config_from_checkpoint, train
+
+    kwargs = {field: getattr(args, field) for field, _, _ in _TRAIN_FLAGS.values()}
+    kwargs["weights"] = _parse_weights(args.weights)
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    if args.resume:
+        config = config_from_checkpoint(args.resume, **given)
+    else:
+        if "data" not in given:
+            raise ValueError("--data is required (or --resume a run)")
+        config = TrainConfig(**given)
+    result = train(config, resume=args.resume, progress=not args.quiet)
+    print(f"trained {int(result.state.step)} steps; checkpoints in {result.run_dir} (last, best, epoch_*)")
+    return 0
+
+
+def _load_policy(args):
+    from dynaflow.policy import DynaFlowPolicy
+
+    return DynaFlowPolicy.from_checkpoint(args.checkpoint, use_ema=args.use_ema)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Sample motions from a checkpoint and write them to an NPZ."""
+    import jax
+
+    from dynaflow.data import load_dataset
+
+    policy = _load_policy(args)
+    n = args.num_samples
+    if n < 1:
+        raise ValueError(f"--num-samples: expected >= 1, got {n}")
+    cond = None
+    if args.from_dataset:
+        ds = load_dataset(args.from_dataset)
+        rng = np.random.default_rng(args.seed)
+        valid_starts = [(e, s) for e in range(ds.num_episodes) for s in range(int(ds.lengths[e]))]
+        pick = rng.choice(len(valid_starts), n, replace=len(valid_starts) < n)
+        idx = np.array([valid_starts[i] for i in pick])
+        x0 = ds.states[idx[:, 0], idx[:, 1]]
+        if ds.conditionings is not None:
+            cond = ds.conditionings[idx[:, 0], idx[:, 1]]
+    elif args.x0 == "home":
+        x0 = np.tile(policy.rollout.home_state().astype(np.float32), (n, 1))
+    else:
+        x0 = np.tile(_parse_floats(args.x0, "--x0", 37), (n, 1))
+    if args.cond is not None:
+        cond = np.tile(_parse_floats(args.cond, "--cond", policy.cond_dim), (n, 1))
+    if policy.cond_dim is not None and cond is None:
+        raise ValueError(f"--cond: this checkpoint needs a {policy.cond_dim}-D conditioning")
+    if cond is not None and cond.shape[1] != (policy.cond_dim or 0):
+        raise ValueError(
+            f"--cond: the checkpoint takes cond_dim={policy.cond_dim}, the data has {cond.shape[1]}"
+        )
+    X, U = policy.sample(x0, cond, rng=jax.random.PRNGKey(args.seed), ode_steps=args.ode_steps)
+    out = {"states": X, "actions": U, "x0": x0}
+    if cond is not None:
+        out["conditionings"] = cond
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, **out)
+    print(
+        f"wrote {args.out}: states {X.shape}, actions {U.shape}"
+        + (f", conditionings {cond.shape}" if cond is not None else "")
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a checkpoint on held-out demonstrations: TRE, SAE and the reference-simulator divergence."""
+    import json
+
+    from dynaflow.evaluate import evaluate_checkpoint, format_table
+
+    metrics = evaluate_checkpoint(
+        _load_policy(args),
+        args.dataset,
+        num_samples=args.num_samples,
+        batch=args.batch,
+        ode_steps=args.ode_steps,
+        seed=args.seed,
+        reference=not args.no_reference,
+    )
+    metrics["checkpoint"] = str(args.checkpoint)
+    metrics["use_ema"] = bool(args.use_ema)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(metrics, f, indent=2)
+    print(format_table(metrics))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_data_synthetic(args: argparse.Namespace) -> int:
+    """Write a small synthetic conditioned dataset (periodic motions simulated in MuJoCo C)."""
+    from dynaflow import create_go2_rollout
+    from dynaflow.data import save_dataset
+    from dynaflow.demos.synthetic import synthetic_demos
+
+    d = synthetic_demos(create_go2_rollout(), episodes=args.episodes, steps=args.steps, seed=args.seed)
+    save_dataset(args.out, **d)
+    print(f"wrote {args.out}: states {d['states'].shape}, conditionings {d['conditionings'].shape}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dynaflow import __version__
 
@@ -109,14 +282,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_physics)
+
+    p = sub.add_parser("train", help="train DynaFlow on state-only demonstrations")
+    for flag, (field, typ, help_text) in _TRAIN_FLAGS.items():
+        p.add_argument(flag, dest=field, type=typ, default=None, help=help_text)
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="loss weight per state group, e.g. joint_pos=2,base_quat=0.5 (default all 1)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="continue a run exactly from a checkpoint (or a run directory's last one)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    def checkpoint_args(p):
+        p.add_argument("--checkpoint", required=True, help="checkpoint directory (or run directory: best)")
+        p.add_argument(
+            "--use-ema",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="sample with the EMA weights (default) or the raw ones (--no-use-ema)",
+        )
+        p.add_argument("--ode-steps", type=int, default=1, help="Euler steps of the flow (default 1)")
+        p.add_argument("--num-samples", type=int, default=100, help="motions to generate (default 100)")
+        p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("sample", help="generate motions from a checkpoint")
+    checkpoint_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--x0", help="initial state: 37 numbers, or 'home'")
+    src.add_argument("--from-dataset", help="draw initial states (and their conditioning) from this NPZ")
+    p.add_argument("--cond", help="conditioning vector (C numbers); overrides the dataset's")
+    p.add_argument("--out", default="samples.npz", help="output NPZ (states, actions, conditionings, x0)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on held-out demonstrations")
+    checkpoint_args(p)
+    p.add_argument("--dataset", required=True, help="held-out demonstration NPZ")
+    p.add_argument("--batch", type=int, default=32, help="samples per sampler call (default 32)")
+    p.add_argument("--no-reference", action="store_true", help="skip the reference-simulator replay")
+    p.add_argument("--out", default="metrics.json", help="where to write the metrics (default metrics.json)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("data", help="make demonstration datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser(
+        "synthetic", help="periodic conditioned motions simulated in MuJoCo C (tests, quickstart)"
+    )
+    q.add_argument("--out", required=True)
+    q.add_argument("--episodes", type=int, default=32)
+    q.add_argument("--steps", type=int, default=100, help="control steps per episode (50 Hz)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_data_synthetic)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dynaflow`` console script."""
+    from dynaflow.checkpoint import CheckpointError
+    from dynaflow.data import DatasetError
+    from dynaflow.train import TrainingStopped
+
     args = build_parser().parse_args(argv)
     enable_compilation_cache()
-    return args.func(args)
+    try:
+        return args.func(args)
+    except TrainingStopped as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except (DatasetError, CheckpointError, ValueError) as e:
+        if os.environ.get("DYNAFLOW_DEBUG"):
+            raise
+        # one line that names the problem; DYNAFLOW_DEBUG=1 shows the traceback
+        print(f"dynaflow {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""``DynaFlowPolicy``: a trained checkpoint, its rollout and its sampler behind one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from dynaflow.checkpoint import load_checkpoint
+from dynaflow.data import Normalizer
+from dynaflow.flow import sample_trajectory
+from dynaflow.model import ActionPredictor, model_kwargs
+from dynaflow.physics import Rollout, create_go2_rollout
+
+
+@dataclass
+class DynaFlowPolicy:
+    """Sample physically consistent Go2 motions from a checkpoint, in physical units.
+
+    ``policy = DynaFlowPolicy.from_checkpoint("checkpoints/dynaflow/best")``;
+    ``X, U = policy.sample(x0, cond)`` gives states ``(B, H+1, 37)`` = Φ(x0, U) and actions ``(B, H, 12)``.
+    The normaliser and noise scale travel inside the checkpoint's variables."""
+
+    model: ActionPredictor
+    params: dict
+    rollout: Rollout
+    horizon: int
+    normalizer: Normalizer
+    sigma: float
+    cond_dim: int | None
+    config: dict
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, use_ema: bool = True, rollout: Rollout | None = None):
+        """Load ``path`` (a checkpoint directory, or a run directory: its ``best``, else ``last``)."""
+        path = Path(path)
+        for name in ("best", "last"):
+            if not (path / "config.json").exists() and (path / name / "config.json").exists():
+                path = path / name
+                break
+        ckpt = load_checkpoint(path)
+        cfg = ckpt["config"]
+        model = ActionPredictor(**model_kwargs(cfg["model"]))
+        if rollout is None:
+            r = cfg.get("rollout", {})
+            rollout = create_go2_rollout(
+                ctrl_dt=r.get("ctrl_dt", 0.02),
+                n_substeps=r.get("n_substeps", 4),
+                action_scale=r.get("action_scale", 0.5),
+                default_pose=r.get("default_pose"),
+            )
+        params = ckpt["ema_params"] if use_ema else ckpt["params"]
+        return cls(
+            model,
+            jax.device_put(params),
+            rollout,
+            int(cfg["model"].get("horizon", 16)),
+            ckpt["normalizer"],
+            float(cfg.get("sigma", 1.0)),
+            ckpt["cond_dim"],
+            cfg,
+        )
+
+    def sample(
+        self,
+        x0,
+        cond=None,
+        rng: jax.Array | int | None = None,
+        ode_steps: int = 1,
+        horizon: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(X, U) for initial states ``x0`` ((B, 37), (B, 1, 37) or (37,)) and conditioning ``cond``."""
+        if (cond is None) != (self.cond_dim is None):
+            raise ValueError(
+                f"cond: this policy was trained with cond_dim={self.cond_dim}; "
+                f"{'pass cond' if cond is None else 'it takes no cond'}"
+            )
+        if isinstance(rng, int) or rng is None:
+            rng = jax.random.PRNGKey(0 if rng is None else rng)
+        X, U = sample_trajectory(
+            self.model.apply,
+            self.params,
+            self.rollout,
+            x0,
+            horizon=horizon or self.horizon,
+            ode_steps=ode_steps,
+            cond=cond,
+            rng=rng,
+            sigma=self.sigma,
+        )
+        return np.asarray(X), np.asarray(U)
