@@ -73,21 +73,22 @@ def state_weights(horizon: int, groups: Mapping[str, float] | None = None) -> np
     return W
 
 
-def _norm_stats(params: Mapping, normalizer: Normalizer | None, sigma: float | None):
+def _stored_std_sigma(params: Mapping) -> tuple[jax.Array, jax.Array]:
+    """The normaliser std and σ stored in a model's variables (identity and the default when absent)."""
     stored = params.get("normalizer", {}) if isinstance(params, Mapping) else {}
-    if normalizer is not None:
-        std = jnp.asarray(normalizer.std, jnp.float32)
-    else:
-        std = jnp.asarray(stored.get("std", np.ones(STATE_DIM, np.float32)), jnp.float32)
-    if sigma is None:
-        sigma = stored.get("sigma", DEFAULT_SIGMA)
+    std = jnp.asarray(stored["std"], jnp.float32) if "std" in stored else jnp.ones(STATE_DIM, jnp.float32)
+    sigma = jnp.asarray(stored.get("sigma", DEFAULT_SIGMA), jnp.float32)
     return std, sigma
 
 
 def _with_normalizer(params: Mapping, normalizer: Normalizer | None) -> Mapping:
-    if normalizer is None or "normalizer" not in params:
+    if normalizer is None:
         return params
-    norm = {**params["normalizer"], "mean": jnp.asarray(normalizer.mean), "std": jnp.asarray(normalizer.std)}
+    norm = {
+        **params.get("normalizer", {}),
+        "mean": jnp.asarray(normalizer.mean),
+        "std": jnp.asarray(normalizer.std),
+    }
     return {**params, "normalizer": norm}
 
 
@@ -107,7 +108,7 @@ def flow_matching_loss(
     ``X1`` (B, H+1, 37) are demonstration windows, ``cond`` (B, C) or None, ``weights`` (H+1, 37) from
     :func:`state_weights`. ``params`` is the model's full variable dict (its ``normalizer`` collection
     gives the std and σ). Returns the loss and per-group mean squared normalised errors."""
-    std, sigma = _norm_stats(params, None, None)
+    std, sigma = _stored_std_sigma(params)
     k_t, k_x0, k_drop = jax.random.split(rng, 3)
     batch, n_rows = X1.shape[0], X1.shape[1]
     x0 = X1[:, 0]
@@ -150,14 +151,20 @@ _SAMPLERS: dict = {}
 
 
 def make_sampler(apply_fn: Callable, rollout: Rollout, horizon: int, ode_steps: int) -> Callable:
-    """A jit-compiled ``f(params, x0 (B,37), cond, rng, std, sigma) -> (X, U)``, cached per configuration."""
+    """A jit-compiled ``f(params, x0 (B,37), cond (B|1, C) or None, rng, sigma) -> (X, U)``, cached.
+
+    ``sigma`` NaN means the σ stored in ``params``; the normaliser std always comes from ``params``."""
     if horizon < 1 or ode_steps < 1:
         raise ValueError(f"horizon and ode_steps must be >= 1, got {horizon}, {ode_steps}")
     key = (_fn_key(apply_fn), rollout, int(horizon), int(ode_steps))
     if key in _SAMPLERS:
         return _SAMPLERS[key]
 
-    def run(params, x0, cond, rng, std, sigma):
+    def run(params, x0, cond, rng, sigma):
+        std, stored_sigma = _stored_std_sigma(params)
+        sigma = jnp.where(jnp.isnan(sigma), stored_sigma, sigma)
+        if cond is not None:
+            cond = jnp.broadcast_to(cond, (x0.shape[0], cond.shape[1]))
         X = source_sample(rng, x0, horizon, std, sigma)
         batch = x0.shape[0]
         dt = 1.0 / ode_steps
@@ -171,7 +178,10 @@ def make_sampler(apply_fn: Callable, rollout: Rollout, horizon: int, ode_steps: 
             return (X_next, U, X_hat), None
 
         U0 = jnp.zeros((batch, horizon, rollout.mj_model.nu), x0.dtype)
-        (_, U, X_hat), _ = jax.lax.scan(euler, (X, U0, X), jnp.arange(ode_steps))
+        if ode_steps == 1:  # no loop: a one-trip XLA while loop costs ~2.5 ms at B = 1 on a CPU
+            (_, U, X_hat), _ = euler((X, U0, X), jnp.zeros((), jnp.int32))
+        else:
+            (_, U, X_hat), _ = jax.lax.scan(euler, (X, U0, X), jnp.arange(ode_steps))
         return X_hat, U
 
     fn = jax.jit(run)
@@ -203,22 +213,31 @@ def sample_trajectory(
     The normaliser and σ come from ``params`` (as saved by training) unless given."""
     if state_dim != STATE_DIM:
         raise ValueError(f"state_dim: the Go2 rollout has {STATE_DIM}-D states, got {state_dim}")
-    x0 = jnp.asarray(x0, jnp.float32)
+    # Shapes are fixed up on the host (NumPy) or lazily: at batch 1 every eager JAX op is ~5 % of a call.
+    x0 = x0 if isinstance(x0, jax.Array) else np.asarray(x0, np.float32)
     if x0.ndim == 3 and x0.shape[1] == 1:
         x0 = x0[:, 0]
     elif x0.ndim == 1:
         x0 = x0[None]
     if x0.ndim != 2 or x0.shape[-1] != STATE_DIM:
-        raise ValueError(f"x0: expected shape (B, 37), (B, 1, 37) or (37,), got {tuple(jnp.shape(x0))}")
+        raise ValueError(f"x0: expected shape (B, 37), (B, 1, 37) or (37,), got {tuple(np.shape(x0))}")
     batch = x0.shape[0]
     if cond is not None:
-        cond = jnp.asarray(cond, jnp.float32)
+        cond = cond if isinstance(cond, jax.Array) else np.asarray(cond, np.float32)
         if cond.ndim == 1:
             cond = cond[None]
         if cond.ndim != 2 or cond.shape[0] not in (1, batch):
             raise ValueError(f"cond: expected shape ({batch}, C), (1, C) or (C,), got {tuple(cond.shape)}")
-        cond = jnp.broadcast_to(cond, (batch, cond.shape[1]))
-    rng = jax.random.PRNGKey(0) if rng is None else rng
-    std, sigma = _norm_stats(params, normalizer, sigma)
+    rng = _default_key() if rng is None else rng
     fn = make_sampler(apply_fn, rollout, horizon, ode_steps)
-    return fn(_with_normalizer(params, normalizer), x0, cond, rng, std, jnp.float32(sigma))
+    sigma = np.float32(np.nan if sigma is None else sigma)
+    return fn(_with_normalizer(params, normalizer), x0, cond, rng, sigma)
+
+
+_DEFAULT_KEY: list = []
+
+
+def _default_key() -> jax.Array:
+    if not _DEFAULT_KEY:
+        _DEFAULT_KEY.append(jax.random.PRNGKey(0))
+    return _DEFAULT_KEY[0]

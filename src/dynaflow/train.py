@@ -555,7 +555,7 @@ def _validate(
         Xs, cs = _shard_batch(X1, c, data_sharding)
         k = jax.random.fold_in(key, j)
         losses.append(float(val_loss_fn(state.ema, Xs, cs, k, normalizer_vars)) * n)
-        X_gen, _ = sampler(variables, Xs[:, 0], cs, k, jnp.asarray(normalizer.std), jnp.float32(config.sigma))
+        X_gen, _ = sampler(variables, Xs[:, 0], cs, k, jnp.float32(config.sigma))
         gens.append(np.asarray(X_gen)[:n])
         refs.append(X1[:n])
     out = {"val_loss": float(np.sum(losses) / len(val_idx))}
