@@ -422,37 +422,33 @@ def train(
         save_checkpoint(run_dir / name, full, ema, ckpt_config(step, epoch, best), host.opt_state)
 
     norm_dev = jax.device_put(normalizer_vars, replicated)
+
+    def validate() -> dict:
+        return _validate(
+            state,
+            dataset,
+            val_idx,
+            config,
+            val_loss_fn,
+            sampler,
+            normalizer_vars,
+            normalizer,
+            val_key,
+            data_sharding,
+        )
+
     step = int(state.step)
     bar.line(
         f"training on {len(train_idx)} windows ({len(val_idx)} validation) of H={config.horizon}, "
         f"{steps_per_epoch} steps/epoch, {n_dev} {jax.devices()[0].platform} device(s); run dir {run_dir}"
     )
     try:
-        if step == 0 and len(
-            val_idx
-        ):  # the untrained model's score: the baseline every epoch is read against
-            log(
-                {
-                    "step": 0,
-                    "epoch": 0,
-                    **_validate(
-                        state,
-                        dataset,
-                        val_idx,
-                        config,
-                        val_loss_fn,
-                        sampler,
-                        normalizer_vars,
-                        normalizer,
-                        val_key,
-                        data_sharding,
-                    ),
-                }
-            )
+        if step == 0 and len(val_idx):  # the untrained model's score: what every epoch is read against
+            log({"step": 0, "epoch": 0, **validate()})
         while step < total_steps:
             epoch, offset = divmod(step, steps_per_epoch)
             order = np.random.default_rng([config.seed, epoch]).permutation(len(train_idx))
-            t_epoch, losses = time.perf_counter(), []
+            t_epoch, losses, epoch_start = time.perf_counter(), [], step
             t_last, s_last = time.perf_counter(), step
             for i in range(offset, steps_per_epoch):
                 if step >= total_steps:
@@ -498,20 +494,7 @@ def train(
                 "epoch_seconds": time.perf_counter() - t_epoch,
             }
             if len(val_idx):
-                record.update(
-                    _validate(
-                        state,
-                        dataset,
-                        val_idx,
-                        config,
-                        val_loss_fn,
-                        sampler,
-                        normalizer_vars,
-                        normalizer,
-                        val_key,
-                        data_sharding,
-                    )
-                )
+                record.update(validate())
             log(record)
             score = record.get("val_loss", record["epoch_train_loss"])
             is_best = score is not None and score < best_val
@@ -523,8 +506,11 @@ def train(
             save("last", step, epoch + 1 if finished_epoch else epoch, best_val)
             if is_best:
                 save("best", step, epoch + 1 if finished_epoch else epoch, best_val)
+            train_loss = record["epoch_train_loss"]
             bar.line(
-                f"epoch {epoch + 1}/{config.epochs} step {step}: train loss {record['epoch_train_loss']:.4f}"
+                f"epoch {epoch + 1}/{config.epochs} step {step}: train loss "
+                + (f"{train_loss:.4f}" if train_loss is not None else "n/a (all updates skipped)")
+                + f", {(step - epoch_start) / record['epoch_seconds']:.2f} steps/s"
                 + (
                     f", val loss {record['val_loss']:.4f}, val TRE {record['val_tre']:.3f}"
                     if "val_loss" in record
