@@ -252,6 +252,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_gaits(args: argparse.Namespace) -> int:
+    """Simulate the scripted gait library and write the NPZ (states, actions, conditionings)."""
+    import json
+
+    from dynaflow import create_go2_rollout
+    from dynaflow.data import save_dataset
+    from dynaflow.demos.gaits import COND_NAMES, SPECS, make_gait_dataset
+
+    gaits = tuple(g.strip() for g in args.gaits.split(",") if g.strip())
+    arrays, summary = make_gait_dataset(create_go2_rollout(), args.episodes, args.seconds, args.seed, gaits)
+    save_dataset(args.out, compressed=args.compress, **arrays)
+    summary["conditioning"] = list(COND_NAMES)
+    Path(str(args.out) + ".json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"wrote {args.out}: {summary['kept']} of {summary['episodes']} episodes kept "
+        f"({args.seconds:g} s each, 50 Hz) in {summary['wall_seconds']:.1f} s; summary in {args.out}.json"
+    )
+    print(
+        f"{'gait':6s} {'kept':>5s} {'dropped':>8s}  |mean error| vx, vy (m/s), yaw rate (rad/s)   "
+        "contact phase offsets FL FR RL RR (cycles; designed)"
+    )
+    for g, r in summary["gaits"].items():
+        err = ", ".join(f"{v:.3f}" for v in r["tracking_error_vx_vy_yaw"])
+        offs = " ".join(f"{v:.2f}" for v in r["phase_offsets_FL_FR_RL_RR"]) if g != "stand" else "-"
+        designed = " ".join(f"{v:.2f}" for v in SPECS[g].offsets) if g != "stand" else "-"
+        print(f"{g:6s} {r['kept']:5d} {r['dropped']:8d}  {err:38s}  {offs} ({designed})")
+    return 0
+
+
+def cmd_data_kinematic(args: argparse.Namespace) -> int:
+    """Turn gait-library episodes into kinematic (dynamically infeasible) demonstrations."""
+    from dynaflow.data import load_dataset, save_dataset
+    from dynaflow.demos.kinematic import kinematic_from_gaits
+
+    ds = load_dataset(args.source)
+    if ds.conditionings is None or ds.conditionings.shape[-1] < 3:
+        raise ValueError(
+            f"{args.source}: key 'conditionings': needs the commanded (vx, vy, yaw rate) first, "
+            "as `dynaflow data gaits` writes them"
+        )
+    states = kinematic_from_gaits(ds.states, ds.conditionings, time_scale=args.time_scale)
+    save_dataset(args.out, states, conditionings=ds.conditionings, episode_lengths=ds.lengths)
+    print(
+        f"wrote {args.out}: {states.shape[0]} kinematic episodes (no actions), time scale {args.time_scale:g}"
+    )
+    return 0
+
+
 def cmd_data_synthetic(args: argparse.Namespace) -> int:
     """Write a small synthetic conditioned dataset (periodic motions simulated in MuJoCo C)."""
     from dynaflow import create_go2_rollout
@@ -338,6 +386,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=int, default=100, help="control steps per episode (50 Hz)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_data_synthetic)
+    q = dsub.add_parser(
+        "gaits", help="the scripted gait library (trot, pace, bound, pronk, stand) in MuJoCo C"
+    )
+    q.add_argument("--out", required=True)
+    q.add_argument("--episodes", type=int, default=200, help="episodes, gaits in turn (default 200)")
+    q.add_argument("--seconds", type=float, default=5.0, help="seconds per episode (default 5)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument(
+        "--gaits", default="trot,pace,bound,pronk,stand", help="comma-separated (default: all five)"
+    )
+    q.add_argument("--compress", action="store_true", help="write a compressed NPZ")
+    q.set_defaults(func=cmd_data_gaits)
+    q = dsub.add_parser("kinematic", help="kinematic (infeasible) demonstrations from a gait-library NPZ")
+    q.add_argument("--source", required=True, help="an NPZ written by `dynaflow data gaits`")
+    q.add_argument("--out", required=True)
+    q.add_argument("--time-scale", type=float, default=1.0, help="play the joint motion this much faster")
+    q.set_defaults(func=cmd_data_kinematic)
     return parser
 
 

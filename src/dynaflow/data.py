@@ -163,7 +163,9 @@ def _check_finite(source: str, key: str, arr: np.ndarray, valid: np.ndarray) -> 
         )
 
 
-def save_dataset(path: str | Path, states, conditionings=None, actions=None, episode_lengths=None) -> Path:
+def save_dataset(
+    path: str | Path, states, conditionings=None, actions=None, episode_lengths=None, compressed: bool = False
+) -> Path:
     """Validate and write a dataset NPZ (atomically: a temporary file renamed into place)."""
     ds = make_dataset(states, conditionings, actions, episode_lengths, source=str(path))
     arrays = {"states": ds.states, "episode_lengths": ds.lengths}
@@ -175,7 +177,7 @@ def save_dataset(path: str | Path, states, conditionings=None, actions=None, epi
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
     tmp.replace(path)
     return path
 
@@ -279,6 +281,18 @@ def relative_xy(X):
         out[..., 0:2] -= offset
         return out
     return X.at[..., 0:2].add(-offset)
+
+
+BUNDLED = Path(__file__).resolve().parent / "datasets" / "go2_gaits.npz"
+
+
+def bundled_dataset() -> Path:
+    """Path of the dataset shipped with the package: the gait library, 100 episodes of 4 s (20 per gait:
+    trot, pace, bound, pronk, stand), states + actions + 7-D conditioning, made by
+    ``dynaflow data gaits --out go2_gaits.npz --episodes 100 --seconds 4 --seed 0 --compress``."""
+    if not BUNDLED.is_file():
+        raise DatasetError(f"{BUNDLED}: the bundled dataset is missing from this installation")
+    return BUNDLED
 
 
 def state_group_slices() -> dict[str, slice]:
