@@ -74,3 +74,27 @@ def trained_run(small_config, rollout):
 
     cfg = small_config(epochs=TRAIN_STEPS // 50)
     return train(cfg, rollout=rollout, progress=False)
+
+
+@pytest.fixture(scope="session")
+def teacher_run(tmp_path_factory):
+    """A smoke-sized PPO teacher with the four gaits (64 environments, ~100k steps)."""
+    from dynaflow.demos.teacher import PPOConfig, default_config, train_teacher
+
+    ppo = PPOConfig(
+        num_timesteps=100_000,
+        num_envs=64,
+        episode_length=200,
+        unroll_length=10,
+        batch_size=64,
+        num_minibatches=4,
+        num_updates_per_batch=2,
+        num_evals=2,
+        num_eval_envs=64,
+        policy_hidden=(64, 64),
+        value_hidden=(64, 64),
+    )
+    run_dir = tmp_path_factory.mktemp("teacher") / "smoke"
+    return train_teacher(
+        run_dir, default_config(gaits=("trot", "pace", "bound", "pronk")), ppo, verbose=False
+    )

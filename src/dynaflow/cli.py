@@ -300,6 +300,59 @@ def cmd_data_kinematic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    """Train the PPO teacher (Brax) on the Go2 joystick task."""
+    from dynaflow.demos.teacher import PPOConfig, default_config, train_teacher
+
+    gaits = tuple(g.strip() for g in args.gaits.split(",") if g.strip()) if args.gaits else ()
+    hidden = tuple(int(v) for v in args.hidden.split(","))
+    ppo = PPOConfig(
+        num_timesteps=args.num_timesteps,
+        num_envs=args.num_envs,
+        episode_length=args.episode_length,
+        batch_size=args.batch_size,
+        num_minibatches=args.num_minibatches,
+        unroll_length=args.unroll_length,
+        num_evals=args.num_evals,
+        num_eval_envs=min(args.num_envs, 128),
+        learning_rate=args.learning_rate,
+        policy_hidden=hidden,
+        value_hidden=hidden,
+        seed=args.seed,
+    )
+    run_dir = Path(args.logdir) / args.exp_name
+    result = train_teacher(
+        run_dir, default_config(gaits=gaits, randomize=args.randomize), ppo, restore=args.restore
+    )
+    last = result["history"][-1] if result["history"] else {}
+    print(
+        f"teacher checkpoints in {run_dir / 'checkpoints'}; progress in {run_dir / 'progress.jsonl'}"
+        + (
+            f"; final reward {last['reward']:.3f}, tracking error {last['tracking_error']:.3f} m/s"
+            if last
+            else ""
+        )
+    )
+    return 0
+
+
+def cmd_teacher_collect(args: argparse.Namespace) -> int:
+    """Roll a trained teacher out in batched MJX and write the NPZ schema."""
+    from dynaflow.data import save_dataset
+    from dynaflow.demos.teacher import collect
+
+    arrays, summary = collect(args.checkpoint, args.num_episodes, args.episode_seconds, args.seed)
+    if not summary["kept"]:
+        raise ValueError(f"{args.checkpoint}: every collected episode fell; train the teacher longer")
+    save_dataset(args.output, **arrays)
+    print(
+        f"wrote {args.output}: {summary['kept']} of {summary['episodes']} episodes kept "
+        f"({summary['dropped']} fell), {summary['steps']} steps each, "
+        f"{summary['env_steps_per_s']:,.0f} env steps/s (compile included)"
+    )
+    return 0
+
+
 def cmd_data_synthetic(args: argparse.Namespace) -> int:
     """Write a small synthetic conditioned dataset (periodic motions simulated in MuJoCo C)."""
     from dynaflow import create_go2_rollout
@@ -403,6 +456,41 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True)
     q.add_argument("--time-scale", type=float, default=1.0, help="play the joint motion this much faster")
     q.set_defaults(func=cmd_data_kinematic)
+
+    p = sub.add_parser("teacher", help="the PPO teacher (Brax): train it, collect demonstrations with it")
+    tsub = p.add_subparsers(dest="teacher_command", required=True)
+    q = tsub.add_parser("train", help="train the Go2 joystick policy with Brax PPO")
+    q.add_argument("--exp-name", required=True, help="run name: logs go to LOGDIR/NAME/")
+    q.add_argument("--logdir", default="logs")
+    q.add_argument("--num-envs", type=int, default=4096)
+    q.add_argument("--num-timesteps", type=int, default=100_000_000)
+    q.add_argument(
+        "--episode-length", type=int, default=1000, help="control steps per episode (default 1000)"
+    )
+    q.add_argument("--batch-size", type=int, default=256)
+    q.add_argument("--num-minibatches", type=int, default=32)
+    q.add_argument("--unroll-length", type=int, default=20)
+    q.add_argument("--num-evals", type=int, default=10)
+    q.add_argument("--learning-rate", type=float, default=3e-4)
+    q.add_argument("--hidden", default="512,256,128", help="policy and value MLP sizes")
+    q.add_argument(
+        "--gaits", default="", help="gait conditioning, e.g. trot,pace,bound,pronk (default: none)"
+    )
+    q.add_argument(
+        "--randomize", action="store_true", help="observation noise, pushes, random initial joints"
+    )
+    q.add_argument("--restore", default=None, help="a teacher checkpoint to continue from")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_teacher_train)
+    q = tsub.add_parser("collect", help="roll a teacher out in batched MJX and write the NPZ schema")
+    q.add_argument(
+        "--checkpoint", required=True, help="a run directory (its newest checkpoint) or a checkpoint"
+    )
+    q.add_argument("--num-episodes", type=int, default=1000)
+    q.add_argument("--episode-seconds", type=float, default=5.0)
+    q.add_argument("--output", required=True)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_teacher_collect)
     return parser
 
 
@@ -419,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as e:
         print(str(e), file=sys.stderr)
         return 1
-    except (DatasetError, CheckpointError, ValueError) as e:
+    except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
         if os.environ.get("DYNAFLOW_DEBUG"):
             raise
         # one line that names the problem; DYNAFLOW_DEBUG=1 shows the traceback

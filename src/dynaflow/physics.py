@@ -239,14 +239,12 @@ class Rollout:
                 self._mjx_models[x64] = mjx.put_model(self.sim_model)
         return self._mjx_models[x64]
 
-    def _single(self, x0: jax.Array, U: jax.Array) -> jax.Array:
-        """Unbatched rollout: x0 (37,), U (H, 12) -> X (H+1, 37). Traceable."""
+    def _control_step(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        """One control step of the law from state x (37,) with action u (12,): x_next (37,). Traceable."""
         m = self._mjx_model()
         step = _mjx_step_implicit if self.gradient == "implicit" else mjx.step
         template = mjx.make_data(m)
         dtype = template.qpos.dtype
-        quat = x0[3:7] / jnp.linalg.norm(x0[3:7])
-        x0 = jnp.concatenate([x0[:3], quat, x0[7:]]).astype(dtype)
 
         def substep(carry, ctrl):
             qpos, qvel = carry
@@ -254,20 +252,32 @@ class Rollout:
             return (d.qpos, d.qvel)
 
         substep = jax.checkpoint(substep, policy=_SUBSTEP_POLICY, prevent_cse=False)  # inside scan
+        ctrl = self.targets(u).astype(dtype)
+        carry = (x[:NQ].astype(dtype), x[NQ:].astype(dtype))
+        carry, _ = jax.lax.scan(lambda c, _: (substep(c, ctrl), None), carry, None, length=self.n_substeps)
+        return jnp.concatenate(carry)
+
+    def _single(self, x0: jax.Array, U: jax.Array) -> jax.Array:
+        """Unbatched rollout: x0 (37,), U (H, 12) -> X (H+1, 37). Traceable."""
+        dtype = jnp.float64 if _x64() else jnp.float32
+        quat = x0[3:7] / jnp.linalg.norm(x0[3:7])
+        x0 = jnp.concatenate([x0[:3], quat, x0[7:]]).astype(dtype)
 
         def control_step(x, u):
-            ctrl = self.targets(u).astype(dtype)
-            carry = (x[:NQ], x[NQ:])
-            carry, _ = jax.lax.scan(
-                lambda c, _: (substep(c, ctrl), None), carry, None, length=self.n_substeps
-            )
-            x_next = jnp.concatenate(carry)
+            x_next = self._control_step(x, u)
             return x_next, x_next
 
         if self.remat:
             control_step = jax.checkpoint(control_step)
         _, xs = jax.lax.scan(control_step, x0, U.astype(dtype))
         return jnp.concatenate([x0[None], xs], axis=0)
+
+    def step(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        """One control step, unbatched and traceable (for closed-loop use inside jit/vmap, e.g. RL
+        environments): the same computation as one step of :meth:`rollout`. The quaternion is not
+        renormalised (the simulator keeps it unit)."""
+        with jax.default_matmul_precision("highest"):
+            return self._control_step(x, u)
 
     def _batched(self, x0: jax.Array, U: jax.Array) -> jax.Array:
         # Full float32 matrix products: GPUs otherwise run f32 matmuls in TF32, which costs the
