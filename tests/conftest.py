@@ -29,6 +29,7 @@ def rollout_remat():
 
 SMALL_MODEL = dict(d_model=64, n_heads=4, depth=2, dropout=0.0)
 TRAIN_STEPS = 600
+GAITS4 = ("trot", "pace", "bound", "pronk")
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +78,11 @@ def trained_run(small_config, rollout):
 
 
 @pytest.fixture(scope="session")
-def teacher_run(tmp_path_factory):
-    """A smoke-sized PPO teacher with the four gaits (64 environments, ~100k steps)."""
-    from dynaflow.demos.teacher import PPOConfig, default_config, train_teacher
+def smoke_ppo():
+    """Smoke-sized Brax PPO settings: 64 environments, ~100k steps, 64x64 networks."""
+    from dynaflow.demos.teacher import PPOConfig
 
-    ppo = PPOConfig(
+    return PPOConfig(
         num_timesteps=100_000,
         num_envs=64,
         episode_length=200,
@@ -94,7 +95,12 @@ def teacher_run(tmp_path_factory):
         policy_hidden=(64, 64),
         value_hidden=(64, 64),
     )
+
+
+@pytest.fixture(scope="session")
+def teacher_run(tmp_path_factory, smoke_ppo):
+    """A smoke-sized PPO teacher with the four gaits."""
+    from dynaflow.demos.teacher import default_config, train_teacher
+
     run_dir = tmp_path_factory.mktemp("teacher") / "smoke"
-    return train_teacher(
-        run_dir, default_config(gaits=("trot", "pace", "bound", "pronk")), ppo, verbose=False
-    )
+    return train_teacher(run_dir, default_config(gaits=GAITS4), smoke_ppo, verbose=False)

@@ -43,29 +43,18 @@ def test_collection_schema_and_exact_states(collected, rollout):
     assert np.abs(Xc[..., :19] - X[..., :19]).max() < 1e-3
 
 
-def test_restore_loads_the_trained_parameters(teacher_run):
+def test_restore_loads_the_trained_parameters(teacher_run, smoke_ppo):
+    import dataclasses
+
     import jax
 
-    from dynaflow.demos.teacher import PPOConfig, default_config, latest_checkpoint, train_teacher
+    from dynaflow.demos.teacher import default_config, latest_checkpoint, train_teacher
 
     ckpt = latest_checkpoint(teacher_run["run_dir"])
-    ppo = PPOConfig(
-        num_timesteps=0,
-        num_envs=64,
-        episode_length=200,
-        batch_size=64,
-        num_minibatches=4,
-        num_evals=0,
-        num_eval_envs=64,
-        policy_hidden=(64, 64),
-        value_hidden=(64, 64),
-    )
+    ppo = dataclasses.replace(smoke_ppo, num_timesteps=0, num_evals=0)
+    env_config = default_config(gaits=("trot", "pace", "bound", "pronk"))
     restored = train_teacher(
-        teacher_run["run_dir"].parent / "restored",
-        default_config(gaits=("trot", "pace", "bound", "pronk")),
-        ppo,
-        restore=ckpt,
-        verbose=False,
+        teacher_run["run_dir"].parent / "restored", env_config, ppo, restore=ckpt, verbose=False
     )
     for a, b in zip(
         jax.tree.leaves(restored["params"][1]), jax.tree.leaves(teacher_run["params"][1]), strict=True
