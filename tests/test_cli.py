@@ -123,3 +123,4 @@ def test_sample_and_evaluate_a_trained_checkpoint(trained_run, synthetic_npz, tm
     m = json.loads(metrics_path.read_text())
     assert m["num_samples"] == 16 and m["sae_max"] <= 1e-3 and np.isfinite(m["ref_div_max"])
     assert 0 < m["tre"] < 1.0 and m["use_ema"] is True
+    assert m["sae_one_step_max"] <= 1e-3 and 0 <= m["exec_reference_success"] <= 1 and "mmd_rbf" in m

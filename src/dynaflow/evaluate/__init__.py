@@ -8,6 +8,9 @@
   states *are* a rollout of its actions, so this measures MJX-vs-C agreement: it should be ~1e-5.
 * **Reference divergence**: the same against the converged "reference" simulator (elliptic cone, 2 ms,
   100 Newton iterations): how far the motion would drift in a higher-fidelity simulator.
+* Also, from :mod:`dynaflow.evaluate.metrics`: the one-step SAE, executability in the reference simulator
+  (upright fraction, base drift), plausibility (foot penetration and sliding, joint limits, quaternion
+  norm), MMD to the held-out windows and diversity (normalised units).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import jax
 import numpy as np
 
 from dynaflow.data import gather_windows, load_dataset, window_index
+from dynaflow.evaluate import metrics as M
 from dynaflow.flow import trajectory_errors
 from dynaflow.physics import STATE_GROUPS, replay_in_mujoco
 
@@ -78,9 +82,19 @@ def evaluate_checkpoint(
     metrics.update(trajectory_errors(X_gen, X_ref, policy.normalizer.std))
     same = replay_in_mujoco(policy.rollout, X_gen[:, 0], U_gen, "same")
     metrics.update(_abs_errors(X_gen, same, "sae"))
+    metrics.update(M.sae_one_step(policy.rollout, X_gen, U_gen))
     if reference:
         ref = replay_in_mujoco(policy.rollout, X_gen[:, 0], U_gen, "reference")
         metrics.update(_abs_errors(X_gen, ref, "ref_div"))
+        up, drift = M.stays_up(ref), np.linalg.norm(ref[:, -1, :2] - X_gen[:, -1, :2], axis=-1)
+        metrics.update(
+            {"exec_reference_success": float(up.mean()), "exec_reference_drift_mean": float(drift.mean())}
+        )
+    metrics.update(M.plausibility(policy.rollout.mj_model, X_gen, policy.rollout.ctrl_dt))
+    std = policy.normalizer.std
+    if n >= 2:
+        metrics["mmd_rbf"] = M.mmd_rbf(X_gen[:, 1:] / std, X_ref[:, 1:] / std)
+        metrics["diversity"] = M.diversity(X_gen[:, 1:] / std)
     warm = times[1:] or times
     metrics["sample_seconds_per_batch"] = float(np.median(warm))
     metrics["first_call_seconds"] = float(times[0])
@@ -112,6 +126,30 @@ def format_table(metrics: dict) -> str:
                 "divergence vs reference sim, max / mean",
                 f"{metrics['ref_div_max']:.2e} / {metrics['ref_div_mean']:.2e}",
             )
+        )
+    rows.append(
+        (
+            "SAE one-step form, max / mean",
+            f"{metrics['sae_one_step_max']:.2e} / {metrics['sae_one_step_mean']:.2e}",
+        )
+    )
+    if "exec_reference_success" in metrics:
+        rows.append(
+            (
+                "executable in reference sim (upright), drift",
+                f"{100 * metrics['exec_reference_success']:.0f} %, "
+                f"{metrics['exec_reference_drift_mean']:.3f} m",
+            )
+        )
+    rows.append(
+        (
+            "foot penetration max / sliding mean",
+            f"{metrics['foot_penetration_max'] * 100:.2f} cm / {metrics['foot_sliding_mean']:.3f} m/s",
+        )
+    )
+    if "mmd_rbf" in metrics:
+        rows.append(
+            ("MMD (RBF) vs held-out, diversity", f"{metrics['mmd_rbf']:.4f}, {metrics['diversity']:.2f}")
         )
     rows.append(("sampling time per batch (warm)", f"{metrics['sample_seconds_per_batch'] * 1e3:.1f} ms"))
     width = max(len(k) for k, _ in rows)

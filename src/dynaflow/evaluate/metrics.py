@@ -1,0 +1,200 @@
+"""The evaluation metrics, each a function of arrays (NumPy) and, where needed, the MuJoCo C model.
+
+Notation: X (B, H+1, 37) generated (or demonstrated) states, U (B, H, 12) the actions, Δt the control
+period. Replays run the rollout's control law in MuJoCo C (:func:`dynaflow.physics.replay_in_mujoco`).
+
+* :func:`sae_rollout` — admissibility, rollout form: |X − replay(x0, U)|, max and mean over steps ≥ 1.
+* :func:`sae_one_step` — admissibility, one-step form: for each k, |x_{k+1} − f(x_k, u_k)| with f one
+  simulated control step from the generated x_k (the definition used for state-only generators).
+* :func:`executability` — U replayed open loop in a simulator (default the "reference" one): fraction of
+  samples whose trunk stays upright (body z · world z ≥ 0.8) and above 0.15 m throughout, and the base
+  drift |p_replay − p_generated| at the final step (m, horizontal).
+* :func:`command_tracking` — achieved mean body-frame (vx, vy) and yaw rate vs the command.
+* :func:`contact_phases` / :func:`gait_accuracy` — foot contact pattern (foot height < 1 cm) phase offsets
+  relative to FL vs a gait's designed offsets (circular distance < 0.15 cycles for every leg).
+* :func:`mmd_rbf` — maximum mean discrepancy between two sets of windows with an RBF kernel (median
+  heuristic bandwidth); :func:`diversity` — mean pairwise distance between samples.
+* :func:`plausibility` — foot penetration depth, foot sliding speed while in contact, joint-limit
+  violation, quaternion norm error (state-only generators can get all of these wrong; a rollout cannot).
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from dynaflow.physics import LEGS, NQ, Rollout, replay_in_mujoco
+
+UPRIGHT_MIN = 0.8
+HEIGHT_MIN = 0.15
+CONTACT_HEIGHT = 0.01  # m: a foot sphere's lowest point this close to the floor counts as contact
+FOOT_RADIUS = 0.022
+
+
+def _abs_stats(diff: np.ndarray, prefix: str) -> dict[str, float]:
+    return {f"{prefix}_max": float(diff.max()), f"{prefix}_mean": float(diff.mean())}
+
+
+def sae_rollout(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str = "same") -> dict[str, float]:
+    """Rollout-form SAE: generated states vs MuJoCo C's replay of the generated actions from x0."""
+    X = np.asarray(X, np.float64)
+    replay = replay_in_mujoco(rollout, X[:, 0], np.asarray(U, np.float64), fidelity)
+    return _abs_stats(np.abs(X - replay)[:, 1:], "sae_rollout")
+
+
+def sae_one_step(rollout: Rollout, X: np.ndarray, U: np.ndarray) -> dict[str, float]:
+    """One-step SAE: each generated x_{k+1} vs one simulated control step from the generated x_k with u_k."""
+    X = np.asarray(X, np.float64)
+    U = np.asarray(U, np.float64)
+    B, H = U.shape[:2]
+    starts = X[:, :-1].reshape(B * H, -1)
+    nxt = replay_in_mujoco(rollout, starts, U.reshape(B * H, 1, -1))[:, 1]
+    diff = np.abs(nxt.reshape(B, H, -1) - X[:, 1:])
+    return _abs_stats(diff, "sae_one_step")
+
+
+def upright(X: np.ndarray) -> np.ndarray:
+    q = np.asarray(X)[..., 3:7]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return 1.0 - 2.0 * (q[..., 1] ** 2 + q[..., 2] ** 2)
+
+
+def stays_up(X: np.ndarray) -> np.ndarray:
+    """(B,) whether each trajectory's trunk stays upright and above the minimum height throughout."""
+    X = np.asarray(X)
+    return np.all(upright(X) >= UPRIGHT_MIN, axis=-1) & np.all(X[..., 2] >= HEIGHT_MIN, axis=-1)
+
+
+def executability(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str = "reference") -> dict:
+    """Open-loop replay of U from x0: success rate (stays up) and final horizontal base drift (m)."""
+    X = np.asarray(X, np.float64)
+    replay = replay_in_mujoco(rollout, X[:, 0], np.asarray(U, np.float64), fidelity)
+    drift = np.linalg.norm(replay[:, -1, :2] - X[:, -1, :2], axis=-1)
+    ok = stays_up(replay)
+    return {
+        f"exec_{fidelity}_success": float(ok.mean()),
+        f"exec_{fidelity}_drift_mean": float(drift.mean()),
+        f"exec_{fidelity}_drift_max": float(drift.max()),
+    }
+
+
+def yaw_of(X: np.ndarray) -> np.ndarray:
+    q = np.asarray(X)[..., 3:7]
+    return np.arctan2(
+        2 * (q[..., 0] * q[..., 3] + q[..., 1] * q[..., 2]), 1 - 2 * (q[..., 2] ** 2 + q[..., 3] ** 2)
+    )
+
+
+def command_tracking(X: np.ndarray, command: np.ndarray, ctrl_dt: float) -> dict[str, float]:
+    """Achieved vs commanded (vx, vy, yaw rate): mean absolute error over samples, and the achieved values.
+
+    Achieved: the mean over the window of the base velocity in the heading frame, and the yaw change
+    over the window divided by its duration."""
+    X = np.asarray(X, np.float64)
+    command = np.asarray(command, np.float64)[:, :3]
+    yaw = np.unwrap(yaw_of(X), axis=-1)
+    c, s = np.cos(yaw), np.sin(yaw)
+    vx = (c * X[..., 19] + s * X[..., 20]).mean(-1)
+    vy = (-s * X[..., 19] + c * X[..., 20]).mean(-1)
+    wz = (yaw[:, -1] - yaw[:, 0]) / (ctrl_dt * (X.shape[1] - 1))
+    achieved = np.stack([vx, vy, wz], axis=-1)
+    err = np.abs(achieved - command).mean(0)
+    return {"track_vx_err": float(err[0]), "track_vy_err": float(err[1]), "track_yaw_err": float(err[2])}
+
+
+def foot_positions(model: mujoco.MjModel, X: np.ndarray) -> np.ndarray:
+    """World positions (..., 4, 3) of the foot sites (FL, FR, RL, RR) for states X (..., 37)."""
+    X = np.asarray(X, np.float64)
+    flat = X.reshape(-1, X.shape[-1])
+    data = mujoco.MjData(model)
+    ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{leg}_foot") for leg in LEGS]
+    if min(ids) < 0:
+        raise ValueError("model: the foot sites FL_foot, FR_foot, RL_foot, RR_foot are required")
+    out = np.empty((len(flat), 4, 3))
+    for i, x in enumerate(flat):
+        data.qpos[:] = x[:NQ]
+        mujoco.mj_kinematics(model, data)
+        out[i] = data.site_xpos[ids]
+    return out.reshape(*X.shape[:-1], 4, 3)
+
+
+def contacts(feet: np.ndarray, height: float = CONTACT_HEIGHT) -> np.ndarray:
+    """(..., 4) booleans: the foot sphere's lowest point is within ``height`` of the floor."""
+    return feet[..., 2] - FOOT_RADIUS < height
+
+
+def contact_phases(contact: np.ndarray, period: float, dt: float) -> np.ndarray:
+    """Per trajectory, each leg's contact phase relative to FL in cycles [0, 1): (B, T, 4) -> (B, 4).
+
+    From the first Fourier coefficient of each leg's contact signal at the gait frequency; a leg whose
+    contact never changes has no phase (NaN)."""
+    contact = np.asarray(contact, np.float64)
+    t = np.arange(contact.shape[-2]) * dt
+    centred = contact - contact.mean(axis=-2, keepdims=True)
+    coef = (centred * np.exp(-2j * np.pi * t / period)[:, None]).sum(axis=-2)
+    phase = ((np.angle(coef[..., :1]) - np.angle(coef)) / (2 * np.pi)) % 1.0
+    return np.where(np.abs(coef) < 1e-9, np.nan, phase)
+
+
+def circular_distance(a, b) -> np.ndarray:
+    d = (np.asarray(a) - np.asarray(b)) % 1.0
+    return np.minimum(d, 1.0 - d)
+
+
+def gait_accuracy(phases: np.ndarray, designed: np.ndarray, tolerance: float = 0.15) -> float:
+    """Fraction of trajectories whose every leg's phase is within ``tolerance`` cycles of the design
+    (a leg without a measurable phase counts as wrong)."""
+    phases = np.asarray(phases, np.float64)
+    ok = circular_distance(phases, designed) < tolerance
+    return float(np.mean(np.all(ok, axis=-1)))
+
+
+def mmd_rbf(A: np.ndarray, B: np.ndarray, bandwidth: float | None = None) -> float:
+    """Squared MMD (unbiased) between sample sets A (n, ...) and B (m, ...), RBF kernel.
+
+    The bandwidth defaults to the median pairwise distance of the pooled samples."""
+    A = np.asarray(A, np.float64).reshape(len(A), -1)
+    B = np.asarray(B, np.float64).reshape(len(B), -1)
+    if len(A) < 2 or len(B) < 2:
+        raise ValueError("mmd_rbf: needs at least 2 samples in each set")
+    Z = np.concatenate([A, B])
+    d2 = np.maximum(((Z[:, None] - Z[None]) ** 2).sum(-1), 0.0)
+    if bandwidth is None:
+        bandwidth = float(np.sqrt(np.median(d2[np.triu_indices(len(Z), 1)]))) or 1.0
+    K = np.exp(-d2 / (2 * bandwidth**2))
+    n, m = len(A), len(B)
+    kaa = (K[:n, :n].sum() - np.trace(K[:n, :n])) / (n * (n - 1))
+    kbb = (K[n:, n:].sum() - np.trace(K[n:, n:])) / (m * (m - 1))
+    kab = K[:n, n:].mean()
+    return float(kaa + kbb - 2 * kab)
+
+
+def diversity(X: np.ndarray) -> float:
+    """Mean pairwise Euclidean distance between samples (n, ...); 0 for identical samples."""
+    X = np.asarray(X, np.float64).reshape(len(X), -1)
+    if len(X) < 2:
+        return 0.0
+    d = np.sqrt(np.maximum(((X[:, None] - X[None]) ** 2).sum(-1), 0.0))
+    return float(d[np.triu_indices(len(X), 1)].mean())
+
+
+def plausibility(model: mujoco.MjModel, X: np.ndarray, ctrl_dt: float) -> dict[str, float]:
+    """Foot penetration (m, max depth below the floor), foot sliding (m/s, mean horizontal foot speed
+    over steps where the foot is loaded, i.e. below the floor surface, at both ends), joint-limit
+    violation (rad, max), quaternion norm error (max | |q| - 1 |)."""
+    X = np.asarray(X, np.float64)
+    feet = foot_positions(model, X)
+    depth = np.maximum(FOOT_RADIUS - feet[..., 2], 0.0)
+    c = contacts(feet, height=0.0)  # loaded: the soft contact compresses (~1.5 mm when standing)
+    both = c[:, 1:] & c[:, :-1]
+    speed = np.linalg.norm(feet[:, 1:, :, :2] - feet[:, :-1, :, :2], axis=-1) / ctrl_dt
+    sliding = float(speed[both].mean()) if both.any() else 0.0
+    lo, hi = model.jnt_range[1:].T
+    q = X[..., 7:19]
+    limit = np.maximum(np.maximum(lo - q, q - hi), 0.0)
+    return {
+        "foot_penetration_max": float(depth.max()),
+        "foot_sliding_mean": sliding,
+        "joint_limit_violation_max": float(limit.max()),
+        "quat_norm_error_max": float(np.abs(np.linalg.norm(X[..., 3:7], axis=-1) - 1.0).max()),
+    }
