@@ -91,3 +91,25 @@ class DynaFlowPolicy:
             sigma=self.sigma,
         )
         return np.asarray(X), np.asarray(U)
+
+    def generate_open_loop(
+        self, x0, cond=None, seconds: float = 10.0, rng: int = 0, ode_steps: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Long-horizon open-loop generation by chaining windows: each window starts at the previous
+        window's last generated state. ``x0`` (B, 37); ``cond`` (B, C), or a callable ``t -> (B, C)``
+        giving the conditioning at time t (s) for a schedule. Returns states (B, T+1, 37) and actions
+        (B, T, 12), T = round(seconds / ctrl_dt) (the last window is cut to length)."""
+        x = np.atleast_2d(np.asarray(x0, np.float32))
+        total = int(round(seconds / self.rollout.ctrl_dt))
+        states, actions = [x[:, None]], []
+        done, k = 0, 0
+        while done < total:
+            c = cond(done * self.rollout.ctrl_dt) if callable(cond) else cond
+            X, U = self.sample(x, c, rng=rng + k, ode_steps=ode_steps)
+            take = min(self.horizon, total - done)
+            states.append(X[:, 1 : take + 1])
+            actions.append(U[:, :take])
+            x = X[:, take]
+            done += take
+            k += 1
+        return np.concatenate(states, axis=1), np.concatenate(actions, axis=1)
