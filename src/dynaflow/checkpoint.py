@@ -140,6 +140,17 @@ def _read_npz(path: Path, expected_sha: str | None) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {e})") from e
 
 
+def resolve_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("last",)) -> Path:
+    """``path`` when it is a checkpoint directory; for a run directory, its first checkpoint in ``prefer``
+    that exists (``path`` unchanged otherwise, so loading it names what is missing)."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        for name in prefer:
+            if (path / name / "config.json").exists():
+                return path / name
+    return path
+
+
 def read_config(path: str | Path) -> dict:
     """The validated ``config.json`` of a checkpoint directory."""
     path = Path(path)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynaflow.physics import ACTION_DIM, STATE_DIM, STATE_GROUPS
+from dynaflow.physics import ACTION_DIM, STATE_DIM
 
 QUAT = slice(3, 7)
 QUAT_TOLERANCE = 0.05  # | |q| - 1 | above this is not a unit quaternion (a wrong layout, not rounding)
@@ -293,8 +293,3 @@ def bundled_dataset() -> Path:
     if not BUNDLED.is_file():
         raise DatasetError(f"{BUNDLED}: the bundled dataset is missing from this installation")
     return BUNDLED
-
-
-def state_group_slices() -> dict[str, slice]:
-    """The named groups of the 37-D state (``base_pos``, ``base_quat``, ``joint_pos``, ...)."""
-    return dict(STATE_GROUPS)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynaflow.data import Normalizer
-from dynaflow.model import DEFAULT_SIGMA
+from dynaflow.model import DEFAULT_SIGMA, set_normalizer
 from dynaflow.physics import STATE_DIM, STATE_GROUPS, Rollout
 
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
@@ -81,17 +81,6 @@ def _stored_std_sigma(params: Mapping) -> tuple[jax.Array, jax.Array]:
     return std, sigma
 
 
-def _with_normalizer(params: Mapping, normalizer: Normalizer | None) -> Mapping:
-    if normalizer is None:
-        return params
-    norm = {
-        **params.get("normalizer", {}),
-        "mean": jnp.asarray(normalizer.mean),
-        "std": jnp.asarray(normalizer.std),
-    }
-    return {**params, "normalizer": norm}
-
-
 def flow_matching_loss(
     apply_fn: Callable,
     params: Mapping,
@@ -121,7 +110,7 @@ def flow_matching_loss(
     W = jnp.asarray(weights, err2.dtype)
     loss = jnp.mean(jnp.sum(W * err2, axis=(1, 2)) / jnp.sum(W))
     per_group = {name: jnp.mean(err2[:, 1:, sl]) for name, sl in STATE_GROUPS.items()}
-    return loss, {"per_group": per_group, "action_abs": jnp.mean(jnp.abs(U))}
+    return loss, {"per_group": per_group}
 
 
 def trajectory_errors(X_gen: np.ndarray, X_ref: np.ndarray, std: np.ndarray) -> dict[str, float]:
@@ -231,7 +220,9 @@ def sample_trajectory(
     rng = _default_key() if rng is None else rng
     fn = make_sampler(apply_fn, rollout, horizon, ode_steps)
     sigma = np.float32(np.nan if sigma is None else sigma)
-    return fn(_with_normalizer(params, normalizer), x0, cond, rng, sigma)
+    if normalizer is not None:
+        params = set_normalizer(params, normalizer)
+    return fn(params, x0, cond, rng, sigma)
 
 
 _DEFAULT_KEY: list = []

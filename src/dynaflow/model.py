@@ -200,7 +200,7 @@ def create_action_predictor(
     x = jnp.zeros((1, horizon + 1, state_dim), jnp.float32).at[:, :, 3].set(1.0)
     cond = None if cond_dim is None else jnp.zeros((1, cond_dim), jnp.float32)
     params = jax.jit(model.init)(rng, x, jnp.zeros((1,)), cond)
-    return model, jax.tree.map(lambda a: a, dict(params))
+    return model, dict(params)
 
 
 def set_normalizer(params: dict, normalizer: Normalizer, sigma: float | None = None) -> dict:
@@ -211,19 +211,6 @@ def set_normalizer(params: dict, normalizer: Normalizer, sigma: float | None = N
     if sigma is not None:
         norm["sigma"] = jnp.asarray(sigma, jnp.float32)
     return {**params, "normalizer": norm}
-
-
-def get_normalizer(params: dict) -> tuple[Normalizer, float]:
-    """The (normaliser, σ) stored in ``params``; identity and the default σ when absent."""
-    norm = params.get("normalizer")
-    if not norm:
-        return Normalizer.identity(), DEFAULT_SIGMA
-    import numpy as np
-
-    return (
-        Normalizer(np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)),
-        float(norm.get("sigma", DEFAULT_SIGMA)),
-    )
 
 
 MODEL_FIELDS = (

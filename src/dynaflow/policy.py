@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dynaflow.checkpoint import load_checkpoint
+from dynaflow.checkpoint import load_checkpoint, resolve_checkpoint
 from dynaflow.data import Normalizer
 from dynaflow.flow import sample_trajectory
 from dynaflow.model import ActionPredictor, model_kwargs
@@ -35,12 +35,7 @@ class DynaFlowPolicy:
     @classmethod
     def from_checkpoint(cls, path: str | Path, use_ema: bool = True, rollout: Rollout | None = None):
         """Load ``path`` (a checkpoint directory, or a run directory: its ``best``, else ``last``)."""
-        path = Path(path)
-        for name in ("best", "last"):
-            if not (path / "config.json").exists() and (path / name / "config.json").exists():
-                path = path / name
-                break
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(resolve_checkpoint(path, prefer=("best", "last")))
         cfg = ckpt["config"]
         model = ActionPredictor(**model_kwargs(cfg["model"]))
         if rollout is None:

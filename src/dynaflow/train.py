@@ -29,7 +29,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dynaflow.checkpoint import load_checkpoint, read_config, save_checkpoint
+from dynaflow.checkpoint import load_checkpoint, read_config, resolve_checkpoint, save_checkpoint
 from dynaflow.data import (
     Dataset,
     Normalizer,
@@ -283,8 +283,9 @@ def _wandb_run(config: TrainConfig, run_dir: Path):
     )
 
 
-def prepare_data(config: TrainConfig, dataset: Dataset | None = None):
-    """Load, split and window the dataset; fit the normaliser on training windows."""
+def prepare_data(config: TrainConfig, dataset: Dataset | None = None, normalizer: Normalizer | None = None):
+    """Load, split and window the dataset; fit the normaliser on training windows unless one is given
+    (a resumed run keeps the statistics it started with)."""
     dataset = load_dataset(config.data) if dataset is None else dataset
     train_eps, val_eps = split_episodes(dataset, config.val_fraction, config.seed)
     train_idx = window_index(dataset, train_eps, config.horizon, config.stride)
@@ -294,9 +295,10 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None):
             f"{dataset.source}: {len(train_idx)} training windows of {config.horizon + 1} states, fewer than "
             f"--batch {config.batch}; use a smaller --batch or --stride, or more data"
         )
-    rng = np.random.default_rng([config.seed, 7])
-    fit_idx = train_idx[rng.choice(len(train_idx), min(len(train_idx), 20_000), replace=False)]
-    normalizer = Normalizer.fit(gather_windows(dataset, fit_idx, config.horizon)[0])
+    if normalizer is None:
+        rng = np.random.default_rng([config.seed, 7])
+        fit_idx = train_idx[rng.choice(len(train_idx), min(len(train_idx), 20_000), replace=False)]
+        normalizer = Normalizer.fit(gather_windows(dataset, fit_idx, config.horizon)[0])
     if len(val_idx) > config.val_windows:
         val_idx = val_idx[
             np.random.default_rng([config.seed, 11]).choice(len(val_idx), config.val_windows, replace=False)
@@ -323,13 +325,11 @@ def train(
     config.validate()
     resume_ckpt = None
     if resume is not None:
-        resume = Path(resume)
-        if (resume / "last" / "config.json").exists():
-            resume = resume / "last"
+        resume = resolve_checkpoint(resume)
         resume_ckpt = load_checkpoint(resume, with_opt_state=True)
-    dataset, train_idx, val_idx, normalizer = prepare_data(config, dataset)
-    if resume_ckpt is not None:
-        normalizer = resume_ckpt["normalizer"]  # the statistics the run started with
+    dataset, train_idx, val_idx, normalizer = prepare_data(
+        config, dataset, None if resume_ckpt is None else resume_ckpt["normalizer"]
+    )
 
     n_dev = jax.local_device_count()
     if config.batch % n_dev:
@@ -415,11 +415,13 @@ def train(
             "skipped_updates": int(state.skipped),
         }
 
-    def save(name: str, step: int, epoch: int, best: float) -> None:
-        host = jax.device_get(state)
+    def save(names: list[str], step: int, epoch: int, best: float) -> None:
+        host = jax.device_get(state)  # once for all the names
         full = {"params": host.params, "normalizer": normalizer_vars}
         ema = {"params": host.ema, "normalizer": normalizer_vars}
-        save_checkpoint(run_dir / name, full, ema, ckpt_config(step, epoch, best), host.opt_state)
+        meta = ckpt_config(step, epoch, best)
+        for name in names:
+            save_checkpoint(run_dir / name, full, ema, meta, host.opt_state)
 
     norm_dev = jax.device_put(normalizer_vars, replicated)
 
@@ -461,7 +463,7 @@ def train(
                 if np.isfinite(loss):
                     losses.append(loss)
                 if int(state.nonfinite) >= config.max_nonfinite:
-                    save("last", step, epoch, best_val)
+                    save(["last"], step, epoch, best_val)
                     raise TrainingStopped(
                         f"dynaflow train: {config.max_nonfinite} consecutive non-finite losses or gradients "
                         f"at step {step} (last loss {loss}); stopped. Earlier checkpoints are intact; try a "
@@ -501,11 +503,10 @@ def train(
             if is_best:
                 best_val = score
             finished_epoch = step % steps_per_epoch == 0
+            names = ["last", "best"] if is_best else ["last"]
             if finished_epoch and (epoch + 1) % config.save_interval == 0:
-                save(f"epoch_{epoch + 1:04d}", step, epoch + 1, best_val)
-            save("last", step, epoch + 1 if finished_epoch else epoch, best_val)
-            if is_best:
-                save("best", step, epoch + 1 if finished_epoch else epoch, best_val)
+                names.append(f"epoch_{epoch + 1:04d}")
+            save(names, step, epoch + 1 if finished_epoch else epoch, best_val)
             train_loss = record["epoch_train_loss"]
             bar.line(
                 f"epoch {epoch + 1}/{config.epochs} step {step}: train loss "
@@ -578,9 +579,7 @@ def _restore(state: TrainState, ckpt: dict, path: Path) -> tuple[TrainState, flo
 
 def config_from_checkpoint(path: str | Path, **overrides) -> TrainConfig:
     """The training config stored in a checkpoint (for ``--resume``), with overrides applied."""
-    path = Path(path)
-    if (path / "last" / "config.json").exists():
-        path = path / "last"
+    path = resolve_checkpoint(path)
     stored = read_config(path).get("train")
     if not isinstance(stored, dict):
         raise ValueError(f"{path / 'config.json'}: key 'train' missing; this checkpoint cannot be resumed")
