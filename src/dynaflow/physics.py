@@ -58,6 +58,7 @@ __all__ = [
     "random_smooth_actions",
     "replay_in_mujoco",
     "simulation_model",
+    "stays_up",
     "upright",
 ]
 
@@ -596,3 +597,17 @@ def upright(X) -> np.ndarray:
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     # third row, third column of the rotation matrix: 1 - 2 (x^2 + y^2)
     return 1.0 - 2.0 * (q[..., 1] ** 2 + q[..., 2] ** 2)
+
+
+UPRIGHT_MIN = 0.8  # body z . world z below this counts as tipped over
+HEIGHT_MIN = 0.15  # m: a trunk lower than this counts as fallen
+
+
+def stays_up(X, min_height: float = HEIGHT_MIN, min_upright: float = UPRIGHT_MIN) -> np.ndarray:
+    """Whether each trajectory ``(..., T, 37)`` keeps its trunk upright and above ``min_height``
+    throughout (a NaN state counts as a fall)."""
+    X = np.asarray(X)
+    with np.errstate(invalid="ignore"):
+        up = np.all(upright(X) >= min_upright, axis=-1)
+        high = np.all(X[..., 2] >= min_height, axis=-1)
+    return up & high & np.all(np.isfinite(X), axis=(-2, -1))

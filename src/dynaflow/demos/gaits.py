@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from dynaflow.physics import ACTION_DIM, NQ, STATE_DIM, Rollout
+from dynaflow.physics import ACTION_DIM, NQ, STATE_DIM, Rollout, stays_up
 
 GAITS = ("trot", "pace", "bound", "pronk")
 ALL_GAITS = (*GAITS, "stand")
@@ -213,18 +213,20 @@ def start_state(rollout: Rollout, seconds: float = 0.6) -> np.ndarray:
 
 def episode_ok(X: np.ndarray, min_height: float = 0.15, min_upright: float = 0.8) -> bool:
     """The trunk stayed above ``min_height`` and upright (body z . world z >= ``min_upright``)."""
-    q = X[:, 3:7] / np.linalg.norm(X[:, 3:7], axis=1, keepdims=True)
-    up = 1.0 - 2.0 * (q[:, 1] ** 2 + q[:, 2] ** 2)
-    return bool(np.all(np.isfinite(X)) and X[:, 2].min() >= min_height and up.min() >= min_upright)
+    return bool(stays_up(X, min_height, min_upright))
 
 
 def phase_offsets(contact: np.ndarray, period: float, dt: float) -> np.ndarray:
-    """Each leg's contact-pattern phase relative to FL (in cycles, [0, 1)), from the first Fourier
-    coefficient of its contact signal at the gait frequency."""
-    t = np.arange(len(contact)) * dt
-    c = (contact.astype(float) - contact.mean(axis=0)) * np.exp(-2j * np.pi * t / period)[:, None]
-    angles = np.angle(c.sum(axis=0))
-    return ((angles[0] - angles) / (2 * np.pi)) % 1.0
+    """Each leg's contact-pattern phase relative to FL (in cycles, [0, 1)): ``(..., T, 4) -> (..., 4)``.
+
+    From the first Fourier coefficient of each leg's contact signal at the gait frequency; a leg whose
+    contact never changes has no phase (NaN)."""
+    contact = np.asarray(contact, np.float64)
+    t = np.arange(contact.shape[-2]) * dt
+    centred = contact - contact.mean(axis=-2, keepdims=True)
+    coef = (centred * np.exp(-2j * np.pi * t / period)[:, None]).sum(axis=-2)
+    phase = ((np.angle(coef[..., :1]) - np.angle(coef)) / (2 * np.pi)) % 1.0
+    return np.where(np.abs(coef) < 1e-9, np.nan, phase)
 
 
 def make_gait_dataset(
@@ -293,14 +295,28 @@ def make_gait_dataset(
     return arrays, summary
 
 
+def yaw_of(X: np.ndarray) -> np.ndarray:
+    """Heading (rad) of each state ``(..., 37)``, from its (w, x, y, z) quaternion."""
+    q = np.asarray(X)[..., 3:7]
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def heading_velocity(X: np.ndarray, dt: float) -> np.ndarray:
+    """Achieved (vx, vy, yaw rate) of trajectories ``(..., T, 37)``: means over time of the base velocity
+    in the heading frame and of the finite-difference yaw rate; ``(..., 3)``."""
+    X = np.asarray(X, np.float64)
+    yaw = np.unwrap(yaw_of(X), axis=-1)
+    c, s = np.cos(yaw), np.sin(yaw)
+    vx = (c * X[..., 19] + s * X[..., 20]).mean(-1)
+    vy = (-s * X[..., 19] + c * X[..., 20]).mean(-1)
+    wz = (np.gradient(yaw, axis=-1) / dt).mean(-1) if X.shape[-2] > 1 else np.zeros(X.shape[:-2])
+    return np.stack([vx, vy, wz], axis=-1)
+
+
 def tracking_error(X: np.ndarray, command: np.ndarray, dt: float = 0.02) -> np.ndarray:
     """Achieved minus commanded (vx, vy) in the body's heading frame and yaw rate, means over X."""
-    yaw = np.array([quat_to_rpy(q)[2] for q in X[:, 3:7]])
-    c, s = np.cos(yaw), np.sin(yaw)
-    vx = c * X[:, 19] + s * X[:, 20]
-    vy = -s * X[:, 19] + c * X[:, 20]
-    wz = np.gradient(np.unwrap(yaw)) / dt if len(X) > 1 else np.zeros(1)
-    return np.array([vx.mean(), vy.mean(), wz.mean()]) - command
+    return heading_velocity(X, dt) - command
 
 
 def _circular_mean(offsets: np.ndarray) -> np.ndarray:

@@ -27,14 +27,6 @@ from dynaflow.flow import trajectory_errors
 from dynaflow.physics import STATE_GROUPS, replay_in_mujoco
 
 
-def _abs_errors(X_gen: np.ndarray, X_ref: np.ndarray, prefix: str) -> dict[str, float]:
-    diff = np.abs(np.asarray(X_gen, np.float64) - np.asarray(X_ref, np.float64))[:, 1:]
-    out = {f"{prefix}_max": float(diff.max()), f"{prefix}_mean": float(diff.mean())}
-    for name, sl in STATE_GROUPS.items():
-        out[f"{prefix}_max_{name}"] = float(diff[..., sl].max())
-    return out
-
-
 def evaluate_checkpoint(
     policy,
     dataset: str | Path,
@@ -81,15 +73,12 @@ def evaluate_checkpoint(
     metrics = {"num_samples": n, "horizon": H, "ode_steps": ode_steps, "dataset": str(dataset)}
     metrics.update(trajectory_errors(X_gen, X_ref, policy.normalizer.std))
     same = replay_in_mujoco(policy.rollout, X_gen[:, 0], U_gen, "same")
-    metrics.update(_abs_errors(X_gen, same, "sae"))
+    metrics.update(M.replay_errors(X_gen, same, "sae"))
     metrics.update(M.sae_one_step(policy.rollout, X_gen, U_gen))
     if reference:
         ref = replay_in_mujoco(policy.rollout, X_gen[:, 0], U_gen, "reference")
-        metrics.update(_abs_errors(X_gen, ref, "ref_div"))
-        up, drift = M.stays_up(ref), np.linalg.norm(ref[:, -1, :2] - X_gen[:, -1, :2], axis=-1)
-        metrics.update(
-            {"exec_reference_success": float(up.mean()), "exec_reference_drift_mean": float(drift.mean())}
-        )
+        metrics.update(M.replay_errors(X_gen, ref, "ref_div"))
+        metrics.update(M.replay_outcome(X_gen, ref, "exec_reference"))
     metrics.update(M.plausibility(policy.rollout.mj_model, X_gen, policy.rollout.ctrl_dt))
     std = policy.normalizer.std
     if n >= 2:

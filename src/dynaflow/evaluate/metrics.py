@@ -23,23 +23,42 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from dynaflow.physics import LEGS, NQ, Rollout, replay_in_mujoco
+from dynaflow.demos.gaits import heading_velocity, phase_offsets
+from dynaflow.physics import LEGS, NQ, STATE_GROUPS, Rollout, replay_in_mujoco, stays_up
 
-UPRIGHT_MIN = 0.8
-HEIGHT_MIN = 0.15
 CONTACT_HEIGHT = 0.01  # m: a foot sphere's lowest point this close to the floor counts as contact
 FOOT_RADIUS = 0.022
 
 
-def _abs_stats(diff: np.ndarray, prefix: str) -> dict[str, float]:
-    return {f"{prefix}_max": float(diff.max()), f"{prefix}_mean": float(diff.mean())}
+def error_stats(diff: np.ndarray, prefix: str) -> dict[str, float]:
+    """Max and mean of absolute state errors ``(B, T, 37)``, and the max per state group."""
+    out = {f"{prefix}_max": float(diff.max()), f"{prefix}_mean": float(diff.mean())}
+    for name, sl in STATE_GROUPS.items():
+        out[f"{prefix}_max_{name}"] = float(diff[..., sl].max())
+    return out
+
+
+def replay_errors(X: np.ndarray, replay: np.ndarray, prefix: str) -> dict[str, float]:
+    """:func:`error_stats` of |X − replay| over steps ≥ 1 (step 0 is the shared x0)."""
+    diff = np.abs(np.asarray(X, np.float64) - np.asarray(replay, np.float64))[:, 1:]
+    return error_stats(diff, prefix)
+
+
+def replay_outcome(X: np.ndarray, replay: np.ndarray, prefix: str) -> dict[str, float]:
+    """How an open-loop replay of X's actions went: fraction that stays up, final horizontal drift (m)."""
+    drift = np.linalg.norm(np.asarray(replay)[:, -1, :2] - np.asarray(X)[:, -1, :2], axis=-1)
+    return {
+        f"{prefix}_success": float(stays_up(replay).mean()),
+        f"{prefix}_drift_mean": float(drift.mean()),
+        f"{prefix}_drift_max": float(drift.max()),
+    }
 
 
 def sae_rollout(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str = "same") -> dict[str, float]:
     """Rollout-form SAE: generated states vs MuJoCo C's replay of the generated actions from x0."""
     X = np.asarray(X, np.float64)
     replay = replay_in_mujoco(rollout, X[:, 0], np.asarray(U, np.float64), fidelity)
-    return _abs_stats(np.abs(X - replay)[:, 1:], "sae_rollout")
+    return replay_errors(X, replay, "sae_rollout")
 
 
 def sae_one_step(rollout: Rollout, X: np.ndarray, U: np.ndarray) -> dict[str, float]:
@@ -49,56 +68,23 @@ def sae_one_step(rollout: Rollout, X: np.ndarray, U: np.ndarray) -> dict[str, fl
     B, H = U.shape[:2]
     starts = X[:, :-1].reshape(B * H, -1)
     nxt = replay_in_mujoco(rollout, starts, U.reshape(B * H, 1, -1))[:, 1]
-    diff = np.abs(nxt.reshape(B, H, -1) - X[:, 1:])
-    return _abs_stats(diff, "sae_one_step")
-
-
-def upright(X: np.ndarray) -> np.ndarray:
-    q = np.asarray(X)[..., 3:7]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    return 1.0 - 2.0 * (q[..., 1] ** 2 + q[..., 2] ** 2)
-
-
-def stays_up(X: np.ndarray) -> np.ndarray:
-    """(B,) whether each trajectory's trunk stays upright and above the minimum height throughout."""
-    X = np.asarray(X)
-    return np.all(upright(X) >= UPRIGHT_MIN, axis=-1) & np.all(X[..., 2] >= HEIGHT_MIN, axis=-1)
+    return error_stats(np.abs(nxt.reshape(B, H, -1) - X[:, 1:]), "sae_one_step")
 
 
 def executability(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str = "reference") -> dict:
     """Open-loop replay of U from x0: success rate (stays up) and final horizontal base drift (m)."""
     X = np.asarray(X, np.float64)
     replay = replay_in_mujoco(rollout, X[:, 0], np.asarray(U, np.float64), fidelity)
-    drift = np.linalg.norm(replay[:, -1, :2] - X[:, -1, :2], axis=-1)
-    ok = stays_up(replay)
-    return {
-        f"exec_{fidelity}_success": float(ok.mean()),
-        f"exec_{fidelity}_drift_mean": float(drift.mean()),
-        f"exec_{fidelity}_drift_max": float(drift.max()),
-    }
-
-
-def yaw_of(X: np.ndarray) -> np.ndarray:
-    q = np.asarray(X)[..., 3:7]
-    return np.arctan2(
-        2 * (q[..., 0] * q[..., 3] + q[..., 1] * q[..., 2]), 1 - 2 * (q[..., 2] ** 2 + q[..., 3] ** 2)
-    )
+    return replay_outcome(X, replay, f"exec_{fidelity}")
 
 
 def command_tracking(X: np.ndarray, command: np.ndarray, ctrl_dt: float) -> dict[str, float]:
-    """Achieved vs commanded (vx, vy, yaw rate): mean absolute error over samples, and the achieved values.
+    """Achieved vs commanded (vx, vy, yaw rate): mean absolute error over samples.
 
-    Achieved: the mean over the window of the base velocity in the heading frame, and the yaw change
-    over the window divided by its duration."""
-    X = np.asarray(X, np.float64)
-    command = np.asarray(command, np.float64)[:, :3]
-    yaw = np.unwrap(yaw_of(X), axis=-1)
-    c, s = np.cos(yaw), np.sin(yaw)
-    vx = (c * X[..., 19] + s * X[..., 20]).mean(-1)
-    vy = (-s * X[..., 19] + c * X[..., 20]).mean(-1)
-    wz = (yaw[:, -1] - yaw[:, 0]) / (ctrl_dt * (X.shape[1] - 1))
-    achieved = np.stack([vx, vy, wz], axis=-1)
-    err = np.abs(achieved - command).mean(0)
+    Achieved: :func:`dynaflow.demos.gaits.heading_velocity` (the gait library's own measure): the mean
+    over the window of the base velocity in the heading frame and of the finite-difference yaw rate."""
+    achieved = heading_velocity(X, ctrl_dt)
+    err = np.abs(achieved - np.asarray(command, np.float64)[:, :3]).mean(0)
     return {"track_vx_err": float(err[0]), "track_vy_err": float(err[1]), "track_yaw_err": float(err[2])}
 
 
@@ -123,17 +109,7 @@ def contacts(feet: np.ndarray, height: float = CONTACT_HEIGHT) -> np.ndarray:
     return feet[..., 2] - FOOT_RADIUS < height
 
 
-def contact_phases(contact: np.ndarray, period: float, dt: float) -> np.ndarray:
-    """Per trajectory, each leg's contact phase relative to FL in cycles [0, 1): (B, T, 4) -> (B, 4).
-
-    From the first Fourier coefficient of each leg's contact signal at the gait frequency; a leg whose
-    contact never changes has no phase (NaN)."""
-    contact = np.asarray(contact, np.float64)
-    t = np.arange(contact.shape[-2]) * dt
-    centred = contact - contact.mean(axis=-2, keepdims=True)
-    coef = (centred * np.exp(-2j * np.pi * t / period)[:, None]).sum(axis=-2)
-    phase = ((np.angle(coef[..., :1]) - np.angle(coef)) / (2 * np.pi)) % 1.0
-    return np.where(np.abs(coef) < 1e-9, np.nan, phase)
+contact_phases = phase_offsets  # the gait library's measure, (B, T, 4) -> (B, 4)
 
 
 def circular_distance(a, b) -> np.ndarray:
@@ -211,9 +187,8 @@ def long_horizon(policy, x0: np.ndarray, cond=None, seconds: float = 10.0, rng: 
         "long_generated_forward_m": float(np.mean(X[:, -1, 0] - X[:, 0, 0])),
     }
     for fidelity in ("same", "reference"):
-        replay = replay_in_mujoco(policy.rollout, X[:, 0], U, fidelity)
-        drift = np.linalg.norm(replay[:, -1, :2] - X[:, -1, :2], axis=-1)
-        out[f"long_{fidelity}_success"] = float(stays_up(replay).mean())
-        out[f"long_{fidelity}_drift_mean"] = float(drift.mean())
+        out.update(
+            replay_outcome(X, replay_in_mujoco(policy.rollout, X[:, 0], U, fidelity), f"long_{fidelity}")
+        )
     out["long_generated_upright"] = float(stays_up(X).mean())
     return out
