@@ -232,6 +232,19 @@ def gather_windows(dataset: Dataset, index: np.ndarray, horizon: int) -> tuple[n
     return X, c
 
 
+def gather_actions(dataset: Dataset, index: np.ndarray, horizon: int) -> np.ndarray:
+    """Recorded actions ``(M, H, 12)`` of the windows in ``index``: a_k drives x_k to x_{k+1}.
+
+    Only the baselines that see action labels (``state-fm-id``, ``bc``) use them; DynaFlow never does."""
+    if dataset.actions is None:
+        raise DatasetError(
+            f"{dataset.source}: key 'actions' missing; the state-fm-id and bc baselines learn from recorded "
+            "actions (DynaFlow and state-fm do not need them)"
+        )
+    ep, start = index[:, 0], index[:, 1]
+    return dataset.actions[ep[:, None], start[:, None] + np.arange(horizon)[None, :]]
+
+
 # --------------------------------------------------------------------------------------------
 # Normalisation
 

@@ -16,6 +16,7 @@ per-dimension std (the model normalises its own input). The loss weights the squ
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 import flax.linen as nn
@@ -97,20 +98,73 @@ def flow_matching_loss(
     ``X1`` (B, H+1, 37) are demonstration windows, ``cond`` (B, C) or None, ``weights`` (H+1, 37) from
     :func:`state_weights`. ``params`` is the model's full variable dict (its ``normalizer`` collection
     gives the std and σ). Returns the loss and per-group mean squared normalised errors."""
+    std, _ = _stored_std_sigma(params)
+    t, Xt, k_drop = _noisy_states(params, X1, rng, time_distribution)
+    U = apply_fn(params, Xt, t, cond, train=train, rngs={"dropout": k_drop} if train else None)
+    X_hat = rollout(X1[:, 0], U)
+    return _weighted_state_error(X_hat, X1, std, weights)
+
+
+def _noisy_states(params: Mapping, X1: jax.Array, rng: jax.Array, time_distribution: str):
+    """t, X_t on the straight path from X0 ~ N(x0, σ²) to the windows X1, and a dropout key."""
     std, sigma = _stored_std_sigma(params)
     k_t, k_x0, k_drop = jax.random.split(rng, 3)
-    batch, n_rows = X1.shape[0], X1.shape[1]
-    x0 = X1[:, 0]
-    t = sample_time(k_t, batch, time_distribution)
-    X0 = source_sample(k_x0, x0, n_rows - 1, std, sigma)
-    Xt = interpolate(X0, X1, t)
-    U = apply_fn(params, Xt, t, cond, train=train, rngs={"dropout": k_drop} if train else None)
-    X_hat = rollout(x0, U)
+    t = sample_time(k_t, X1.shape[0], time_distribution)
+    X0 = source_sample(k_x0, X1[:, 0], X1.shape[1] - 1, std, sigma)
+    return t, interpolate(X0, X1, t), k_drop
+
+
+def _weighted_state_error(X_hat, X1, std, weights) -> tuple[jax.Array, dict]:
     err2 = jnp.square((X_hat - X1) / std)  # (B, H+1, 37)
     W = jnp.asarray(weights, err2.dtype)
     loss = jnp.mean(jnp.sum(W * err2, axis=(1, 2)) / jnp.sum(W))
     per_group = {name: jnp.mean(err2[:, 1:, sl]) for name, sl in STATE_GROUPS.items()}
     return loss, {"per_group": per_group}
+
+
+def baseline_loss(
+    method: str,
+    apply_fn: Callable,
+    params: Mapping,
+    X1: jax.Array,
+    cond: jax.Array | None,
+    rng: jax.Array,
+    weights: jax.Array | np.ndarray,
+    time_distribution: str = "uniform",
+    train: bool = True,
+    A1: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
+    """The baselines' objectives, same path, time distribution and units as :func:`flow_matching_loss`.
+
+    * ``state-fm``: ‖W ⊙ (D_θ(X_t, c, t) − X1)‖², the network predicting the clean states directly;
+    * ``state-fm-id``: that plus the inverse-dynamics regression mean ‖ID(x_k, x_{k+1}) − a_k‖² on the
+      demonstration pairs (``A1`` (B, H, 12), the recorded actions);
+    * ``bc``: mean ‖D_θ(x0, U_t, c, t) − A1‖² with U_t = t·A1 + (1 − t)·U0, U0 ~ N(0, σ²I): flow
+      matching of action chunks conditioned on x0 and c."""
+    std, sigma = _stored_std_sigma(params)
+    rngs = None
+    if method in ("state-fm", "state-fm-id"):
+        t, Xt, k_drop = _noisy_states(params, X1, rng, time_distribution)
+        rngs = {"dropout": k_drop} if train else None
+        X_hat = apply_fn(params, Xt, t, cond, train=train, rngs=rngs)
+        loss, aux = _weighted_state_error(X_hat, X1, std, weights)
+        if method == "state-fm-id":
+            A_hat = apply_fn(params, X1, t, cond, id_states=X1)
+            id_mse = jnp.mean(jnp.square(A_hat - A1))
+            loss = loss + id_mse
+            aux["per_group"]["idm_actions"] = id_mse
+        return loss, aux
+    if method == "bc":
+        k_t, k_u, k_drop = jax.random.split(rng, 3)
+        t = sample_time(k_t, X1.shape[0], time_distribution)
+        U0 = sigma * jax.random.normal(k_u, A1.shape, A1.dtype)
+        Ut = interpolate(U0, A1, t)
+        x0_rows = jnp.broadcast_to(X1[:, :1], X1.shape)  # only row 0 is read: no future state leaks in
+        rngs = {"dropout": k_drop} if train else None
+        U_hat = apply_fn(params, x0_rows, t, cond, train=train, rngs=rngs, u_t=Ut)
+        mse = jnp.mean(jnp.square(U_hat - A1))
+        return mse, {"per_group": {"actions": mse}}
+    raise ValueError(f"method: expected state-fm, state-fm-id or bc, got {method!r}")
 
 
 def trajectory_errors(X_gen: np.ndarray, X_ref: np.ndarray, std: np.ndarray) -> dict[str, float]:
@@ -139,15 +193,27 @@ def _fn_key(apply_fn: Callable):
 _SAMPLERS: dict = {}
 
 
+def method_of(apply_fn: Callable) -> str:
+    """The ``method`` of the Linen module whose ``apply`` this is (``"dynaflow"`` for anything else)."""
+    return getattr(getattr(apply_fn, "__self__", None), "method", "dynaflow")
+
+
 def make_sampler(apply_fn: Callable, rollout: Rollout, horizon: int, ode_steps: int) -> Callable:
     """A jit-compiled ``f(params, x0 (B,37), cond (B|1, C) or None, rng, sigma) -> (X, U)``, cached.
 
-    ``sigma`` NaN means the σ stored in ``params``; the normaliser std always comes from ``params``."""
+    ``sigma`` NaN means the σ stored in ``params``; the normaliser std always comes from ``params``.
+    A baseline model (its ``method``) gets its own sampler: ``state-fm`` returns ``U = None``;
+    ``state-fm-id`` the inverse-dynamics actions of its states; ``bc`` X = Φ(x0, U)."""
     if horizon < 1 or ode_steps < 1:
         raise ValueError(f"horizon and ode_steps must be >= 1, got {horizon}, {ode_steps}")
+    method = method_of(apply_fn)
     key = (_fn_key(apply_fn), rollout, int(horizon), int(ode_steps))
     if key in _SAMPLERS:
         return _SAMPLERS[key]
+    if method != "dynaflow":
+        fn = jax.jit(functools.partial(_sample_baseline, apply_fn, rollout, horizon, ode_steps, method))
+        _SAMPLERS[key] = fn
+        return fn
 
     def run(params, x0, cond, rng, sigma):
         std, stored_sigma = _stored_std_sigma(params)
@@ -178,6 +244,36 @@ def make_sampler(apply_fn: Callable, rollout: Rollout, horizon: int, ode_steps: 
         _SAMPLERS.clear()
     _SAMPLERS[key] = fn
     return fn
+
+
+def _sample_baseline(apply_fn, rollout, horizon, ode_steps, method, params, x0, cond, rng, sigma):
+    std, stored_sigma = _stored_std_sigma(params)
+    sigma = jnp.where(jnp.isnan(sigma), stored_sigma, sigma)
+    batch = x0.shape[0]
+    if cond is not None:
+        cond = jnp.broadcast_to(cond, (batch, cond.shape[1]))
+    dt = 1.0 / ode_steps
+    if method == "bc":
+        x0_rows = jnp.broadcast_to(x0[:, None], (batch, horizon + 1, x0.shape[-1]))
+        Z = sigma * jax.random.normal(rng, (batch, horizon, rollout.mj_model.nu), x0.dtype)
+
+        def predict(Z, t):
+            return apply_fn(params, x0_rows, jnp.full((batch,), t), cond, u_t=Z)
+    else:
+        Z = source_sample(rng, x0, horizon, std, sigma)
+
+        def predict(Z, t):
+            return apply_fn(params, Z, jnp.full((batch,), t), cond)
+
+    for k in range(ode_steps):  # a handful of steps: unrolled
+        t = k * dt
+        Z_hat = predict(Z, t)
+        Z = Z + dt * (Z_hat - Z) / (1.0 - t)
+    if method == "bc":
+        return rollout(x0, Z_hat), Z_hat
+    if method == "state-fm-id":
+        return Z_hat, apply_fn(params, Z_hat, jnp.zeros((batch,)), cond, id_states=Z_hat)
+    return Z_hat, None
 
 
 def sample_trajectory(

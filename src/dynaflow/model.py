@@ -12,6 +12,15 @@ through an attention-based embedder (each feature becomes a token, a learned que
 (modulation and final layer zero-initialised, so a fresh model outputs the default pose); a final
 adaLN layer maps state tokens 1..H to actions ``max_action · tanh(·)``. The model knows nothing of
 MuJoCo: it works for any horizon (positions are sinusoidal).
+
+The same backbone serves the baselines trained in the same harness (``method``, see :data:`METHODS`):
+
+* ``"dynaflow"`` — noisy states in, ``H`` actions out (the method; the loss rolls them out through Φ);
+* ``"state-fm"`` — noisy states in, the clean states ``X̂`` out (flow matching on states, no simulator);
+* ``"state-fm-id"`` — ``state-fm`` plus an inverse-dynamics MLP ``(x_k, x_{k+1}) -> a_k`` (Decision
+  Diffuser style), called with ``id_states=X``;
+* ``"bc"`` — token 0 is the state x0, tokens 1..H are noisy *actions* ``u_t``; the clean actions out
+  (flow matching of action chunks conditioned on x0 and c: behaviour cloning with action labels).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import jax.numpy as jnp
 from dynaflow.data import Normalizer, relative_xy
 
 DEFAULT_SIGMA = 1.0  # std of the source distribution X0 ~ N(x0, σ²I), in normalised units
+METHODS = ("dynaflow", "state-fm", "state-fm-id", "bc")
 
 
 def sinusoidal_embedding(x: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -102,10 +112,29 @@ class DiTBlock(nn.Module):
         return x + gate2[:, None, :] * h
 
 
-class ActionPredictor(nn.Module):
-    """D_θ(X_t, c, t) -> U.
+class InverseDynamics(nn.Module):
+    """(x_k, x_{k+1}) -> a_k: an MLP on the pair's normalised states (``state-fm-id``'s action head)."""
 
-    ``x_t (B, H+1, state_dim)``, ``t (B,)`` or scalar, ``cond (B, C)`` or None -> ``(B, H, action_dim)``."""
+    action_dim: int = 12
+    hidden: int = 256
+    max_action: float = 2.0
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h = jnp.concatenate([z[:, :-1], z[:, 1:] - z[:, :-1]], axis=-1)
+        for i in range(2):
+            h = mish(nn.Dense(self.hidden, name=f"fc{i}")(h))
+        return self.max_action * jnp.tanh(nn.Dense(self.action_dim, name="out")(h))
+
+
+class ActionPredictor(nn.Module):
+    """D_θ(X_t, c, t) -> U (and the baselines' heads, by ``method``).
+
+    ``x_t (B, H+1, state_dim)``, ``t (B,)`` or scalar, ``cond (B, C)`` or None -> ``(B, H, action_dim)``
+    for ``dynaflow``; the clean states ``(B, H+1, state_dim)`` (row 0 = x0) for ``state-fm(-id)``; for
+    ``bc`` only row 0 of ``x_t`` is read and ``u_t (B, H, action_dim)`` are the noisy actions.
+    ``id_states (B, T, state_dim)`` (``state-fm-id`` only) returns the inverse-dynamics actions
+    ``(B, T-1, action_dim)`` instead."""
 
     state_dim: int = 37
     action_dim: int = 12
@@ -116,9 +145,20 @@ class ActionPredictor(nn.Module):
     cond_dim: int | None = None
     max_action: float = 2.0
     mlp_ratio: float = 4.0
+    method: str = "dynaflow"
 
     @nn.compact
-    def __call__(self, x_t: jax.Array, t: jax.Array, cond: jax.Array | None = None, train: bool = False):
+    def __call__(
+        self,
+        x_t: jax.Array,
+        t: jax.Array,
+        cond: jax.Array | None = None,
+        train: bool = False,
+        u_t: jax.Array | None = None,
+        id_states: jax.Array | None = None,
+    ):
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
         if x_t.ndim != 3 or x_t.shape[-1] != self.state_dim or x_t.shape[1] < 2:
             raise ValueError(
                 f"x_t: expected shape (B, H+1, {self.state_dim}) with H >= 1, got {tuple(x_t.shape)}"
@@ -136,11 +176,33 @@ class ActionPredictor(nn.Module):
         mean = self.variable("normalizer", "mean", lambda: jnp.asarray(ident.mean)).value
         std = self.variable("normalizer", "std", lambda: jnp.asarray(ident.std)).value
         self.variable("normalizer", "sigma", lambda: jnp.asarray(DEFAULT_SIGMA, jnp.float32))
+        if self.method == "state-fm-id":
+            idm = InverseDynamics(self.action_dim, max_action=self.max_action, name="idm")
+            if id_states is not None:
+                return idm((relative_xy(id_states.astype(jnp.float32)) - mean) / std)
+            if self.is_initializing():
+                idm((relative_xy(x_t.astype(jnp.float32)) - mean) / std)
         x = (relative_xy(x_t.astype(jnp.float32)) - mean) / std
 
         n_tok = x.shape[1]
         pos = sinusoidal_embedding(jnp.arange(n_tok, dtype=jnp.float32), self.d_model)
-        h = nn.Dense(self.d_model, name="state_embed")(x) + pos[None]
+        if self.method == "bc":
+            if u_t is None:
+                u_t = jnp.zeros((batch, n_tok - 1, self.action_dim), jnp.float32)
+            if u_t.shape != (batch, n_tok - 1, self.action_dim):
+                raise ValueError(
+                    f"u_t: expected shape ({batch}, {n_tok - 1}, {self.action_dim}), got {tuple(u_t.shape)}"
+                )
+            tokens = jnp.concatenate(
+                [
+                    nn.Dense(self.d_model, name="state_embed")(x[:, :1]),
+                    nn.Dense(self.d_model, name="action_embed")(u_t.astype(jnp.float32)),
+                ],
+                axis=1,
+            )
+            h = tokens + pos[None]
+        else:
+            h = nn.Dense(self.d_model, name="state_embed")(x) + pos[None]
 
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32).reshape(-1), (batch,))
         c = TimeEmbedder(self.d_model, name="time_embed")(t)
@@ -158,6 +220,12 @@ class ActionPredictor(nn.Module):
             -1,
         )
         h = modulate(nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-6)(h[:, 1:]), shift, scale)
+        if self.method in ("state-fm", "state-fm-id"):
+            # clean states, normalised units -> physical (x, y back relative to x0; row 0 is x0 itself)
+            z = nn.Dense(self.state_dim, kernel_init=nn.initializers.zeros, name="final")(h)
+            X = z * std + mean
+            X = X.at[..., 0:2].add(x_t[:, :1, 0:2].astype(jnp.float32))
+            return jnp.concatenate([x_t[:, :1].astype(jnp.float32), X], axis=1)
         u = nn.Dense(self.action_dim, kernel_init=nn.initializers.zeros, name="final")(h)
         return self.max_action * jnp.tanh(u)
 
@@ -174,17 +242,21 @@ def create_action_predictor(
     rng: jax.Array | None = None,
     max_action: float = 2.0,
     mlp_ratio: float = 4.0,
+    method: str = "dynaflow",
 ) -> tuple[ActionPredictor, dict]:
     """Build the DiT action predictor and initialise its variables.
 
     Returns ``(model, params)``; ``params`` is the full variable dict (``"params"`` and the
     ``"normalizer"`` collection, identity until training fits it), ready for
     ``model.apply(params, x_t, t, cond)`` -> ``(B, H, action_dim)``. The model accepts any horizon;
-    ``horizon`` only shapes the dummy input used for initialisation."""
+    ``horizon`` only shapes the dummy input used for initialisation. ``method`` picks the head (see
+    :data:`METHODS`; the baselines share the backbone)."""
     if d_model % n_heads:
         raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout: expected a value in [0, 1), got {dropout}")
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     model = ActionPredictor(
         state_dim=state_dim,
         action_dim=action_dim,
@@ -195,6 +267,7 @@ def create_action_predictor(
         cond_dim=cond_dim,
         max_action=max_action,
         mlp_ratio=mlp_ratio,
+        method=method,
     )
     rng = jax.random.PRNGKey(0) if rng is None else rng
     x = jnp.zeros((1, horizon + 1, state_dim), jnp.float32).at[:, :, 3].set(1.0)
@@ -223,6 +296,7 @@ MODEL_FIELDS = (
     "cond_dim",
     "max_action",
     "mlp_ratio",
+    "method",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,10 @@ class DynaFlowPolicy:
 
     ``policy = DynaFlowPolicy.from_checkpoint("checkpoints/dynaflow/best")``;
     ``X, U = policy.sample(x0, cond)`` gives states ``(B, H+1, 37)`` = Φ(x0, U) and actions ``(B, H, 12)``.
-    The normaliser and noise scale travel inside the checkpoint's variables."""
+    The normaliser and noise scale travel inside the checkpoint's variables. A baseline checkpoint
+    (``dynaflow train --method ...``) loads the same way; its ``U`` is None for ``state-fm`` (states
+    only) and the inverse-dynamics actions for ``state-fm-id``, and its X is not a rollout of U unless
+    the method is ``dynaflow`` or ``bc``."""
 
     model: ActionPredictor
     params: dict
@@ -58,6 +62,11 @@ class DynaFlowPolicy:
             cfg,
         )
 
+    @property
+    def method(self) -> str:
+        """``dynaflow`` or the baseline this checkpoint was trained as."""
+        return self.model.method
+
     def sample(
         self,
         x0,
@@ -65,7 +74,7 @@ class DynaFlowPolicy:
         rng: jax.Array | int | None = None,
         ode_steps: int = 1,
         horizon: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """(X, U) for initial states ``x0`` ((B, 37), (B, 1, 37) or (37,)) and conditioning ``cond``."""
         if (cond is None) != (self.cond_dim is None):
             raise ValueError(
@@ -85,26 +94,37 @@ class DynaFlowPolicy:
             rng=rng,
             sigma=self.sigma,
         )
-        return np.asarray(X), np.asarray(U)
+        return np.asarray(X), None if U is None else np.asarray(U)
 
     def generate_open_loop(
-        self, x0, cond=None, seconds: float = 10.0, rng: int = 0, ode_steps: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        x0,
+        cond=None,
+        seconds: float = 10.0,
+        rng: int = 0,
+        ode_steps: int = 1,
+        timings: list[float] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Long-horizon open-loop generation by chaining windows: each window starts at the previous
         window's last generated state. ``x0`` (B, 37); ``cond`` (B, C), or a callable ``t -> (B, C)``
         giving the conditioning at time t (s) for a schedule. Returns states (B, T+1, 37) and actions
-        (B, T, 12), T = round(seconds / ctrl_dt) (the last window is cut to length)."""
+        (B, T, 12) (None for a states-only model), T = round(seconds / ctrl_dt) (the last window is cut to
+        length). ``timings``, when given, receives the wall time (s) of every sampler call."""
         x = np.atleast_2d(np.asarray(x0, np.float32))
         total = int(round(seconds / self.rollout.ctrl_dt))
         states, actions = [x[:, None]], []
         done, k = 0, 0
         while done < total:
             c = cond(done * self.rollout.ctrl_dt) if callable(cond) else cond
+            t0 = time.perf_counter()
             X, U = self.sample(x, c, rng=rng + k, ode_steps=ode_steps)
+            if timings is not None:
+                timings.append(time.perf_counter() - t0)
             take = min(self.horizon, total - done)
             states.append(X[:, 1 : take + 1])
-            actions.append(U[:, :take])
+            if U is not None:
+                actions.append(U[:, :take])
             x = X[:, take]
             done += take
             k += 1
-        return np.concatenate(states, axis=1), np.concatenate(actions, axis=1)
+        return np.concatenate(states, axis=1), np.concatenate(actions, axis=1) if actions else None

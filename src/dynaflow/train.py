@@ -33,6 +33,7 @@ from dynaflow.checkpoint import load_checkpoint, read_config, resolve_checkpoint
 from dynaflow.data import (
     Dataset,
     Normalizer,
+    gather_actions,
     gather_windows,
     load_dataset,
     split_episodes,
@@ -40,12 +41,13 @@ from dynaflow.data import (
 )
 from dynaflow.flow import (
     TIME_DISTRIBUTIONS,
+    baseline_loss,
     flow_matching_loss,
     make_sampler,
     state_weights,
     trajectory_errors,
 )
-from dynaflow.model import create_action_predictor, model_config, set_normalizer
+from dynaflow.model import METHODS, create_action_predictor, model_config, set_normalizer
 from dynaflow.physics import Rollout, create_go2_rollout
 
 
@@ -54,6 +56,7 @@ class TrainConfig:
     """Everything that defines a training run (stored in every checkpoint; ``--resume`` reads it back)."""
 
     data: str
+    method: str = "dynaflow"  # or a baseline in the same harness: state-fm, state-fm-id, bc
     epochs: int = 100
     batch: int = 32
     horizon: int = 10
@@ -72,6 +75,7 @@ class TrainConfig:
     stride: int = 1
     steps_per_epoch: int | None = None  # cap on updates per epoch (None: one pass over the windows)
     max_steps: int | None = None  # stop after this many updates in total (saves ``last``)
+    time_budget_s: float | None = None  # stop (validate, save ``last``) once this much wall time is spent
     warmup_steps: int | None = None  # None: 5 % of all updates, at most 1000
     grad_clip: float = 1.0
     sigma: float = 1.0
@@ -89,6 +93,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
+            (self.method in METHODS, "--method", self.method, f"one of {METHODS}"),
             (self.epochs >= 1, "--epochs", self.epochs, ">= 1"),
             (self.batch >= 1, "--batch", self.batch, ">= 1"),
             (self.horizon >= 1, "--horizon", self.horizon, ">= 1"),
@@ -99,6 +104,12 @@ class TrainConfig:
             (self.sigma > 0, "--sigma", self.sigma, "> 0"),
             (self.grad_clip > 0, "--grad-clip", self.grad_clip, "> 0"),
             (self.max_nonfinite >= 1, "--max-nonfinite", self.max_nonfinite, ">= 1"),
+            (
+                self.time_budget_s is None or self.time_budget_s > 0,
+                "--time-budget",
+                self.time_budget_s,
+                "> 0 seconds",
+            ),
             (
                 self.time_distribution in TIME_DISTRIBUTIONS,
                 "--time-dist",
@@ -151,22 +162,34 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> tuple[optax.Gradien
     return tx, schedule
 
 
-def make_train_step(model, rollout: Rollout, tx, config: TrainConfig) -> Callable:
-    """``step(state, X1, cond, norm) -> (state, metrics)``: one update, skipping non-finite ones.
-
-    ``norm`` is the model's ``normalizer`` collection, an argument (not a constant) so that one compiled
-    step serves every dataset of the same shapes (and JAX's persistent cache recognises it)."""
+def _loss(model, rollout: Rollout, config: TrainConfig, train: bool) -> Callable:
+    """``loss(params, X1, cond, key, norm, A1) -> (loss, aux)`` for the run's method."""
     weights = jnp.asarray(state_weights(config.horizon, config.weights))
 
-    def loss_fn(params, X1, cond, key, norm):
+    def loss_fn(params, X1, cond, key, norm, A1=None):
         variables = {"params": params, "normalizer": norm}
-        return flow_matching_loss(
-            model.apply, variables, rollout, X1, cond, key, weights, config.time_distribution, train=True
+        if config.method == "dynaflow":
+            return flow_matching_loss(
+                model.apply, variables, rollout, X1, cond, key, weights, config.time_distribution, train
+            )
+        return baseline_loss(
+            config.method, model.apply, variables, X1, cond, key, weights, config.time_distribution, train, A1
         )
 
-    def step(state: TrainState, X1, cond, norm):
+    return loss_fn
+
+
+def make_train_step(model, rollout: Rollout, tx, config: TrainConfig) -> Callable:
+    """``step(state, X1, cond, norm, A1=None) -> (state, metrics)``: one update, skipping non-finite ones.
+
+    ``norm`` is the model's ``normalizer`` collection, an argument (not a constant) so that one compiled
+    step serves every dataset of the same shapes (and JAX's persistent cache recognises it). ``A1`` are
+    the windows' recorded actions, used only by the baselines that learn from them."""
+    loss_fn = _loss(model, rollout, config, train=True)
+
+    def step(state: TrainState, X1, cond, norm, A1=None):
         key = jax.random.fold_in(state.key, state.step)
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, X1, cond, key, norm)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, X1, cond, key, norm, A1)
         gnorm = optax.tree_utils.tree_norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
         grads = jax.tree.map(lambda g: jnp.where(ok, g, 0.0), grads)
@@ -200,14 +223,10 @@ def make_train_step(model, rollout: Rollout, tx, config: TrainConfig) -> Callabl
 
 def make_eval_fns(model, rollout: Rollout, config: TrainConfig):
     """Validation loss (fixed noise, no dropout) and one-step samples, both on given parameters."""
-    weights = jnp.asarray(state_weights(config.horizon, config.weights))
+    loss_fn = _loss(model, rollout, config, train=False)
 
-    def val_loss(params, X1, cond, key, norm):
-        variables = {"params": params, "normalizer": norm}
-        loss, _ = flow_matching_loss(
-            model.apply, variables, rollout, X1, cond, key, weights, config.time_distribution, train=False
-        )
-        return loss
+    def val_loss(params, X1, cond, key, norm, A1=None):
+        return loss_fn(params, X1, cond, key, norm, A1)[0]
 
     sampler = make_sampler(model.apply, rollout, config.horizon, 1)
     return jax.jit(val_loss), sampler
@@ -287,6 +306,11 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None, normalizer
     """Load, split and window the dataset; fit the normaliser on training windows unless one is given
     (a resumed run keeps the statistics it started with)."""
     dataset = load_dataset(config.data) if dataset is None else dataset
+    if config.method in ("state-fm-id", "bc") and dataset.actions is None:
+        raise ValueError(
+            f"{dataset.source}: key 'actions' missing; --method {config.method} learns from recorded actions "
+            "(dynaflow and state-fm need states only)"
+        )
     train_eps, val_eps = split_episodes(dataset, config.val_fraction, config.seed)
     train_idx = window_index(dataset, train_eps, config.horizon, config.stride)
     val_idx = window_index(dataset, val_eps, config.horizon, config.stride)
@@ -306,10 +330,20 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None, normalizer
     return dataset, train_idx, val_idx, normalizer
 
 
-def _shard_batch(X, c, sharding):
+def _shard_batch(X, c, sharding, A=None):
     X = jax.device_put(np.asarray(X, np.float32), sharding)
     c = None if c is None else jax.device_put(np.asarray(c, np.float32), sharding)
-    return X, c
+    if A is None:
+        return X, c
+    return X, c, jax.device_put(np.asarray(A, np.float32), sharding)
+
+
+def _batch(dataset: Dataset, rows: np.ndarray, config: TrainConfig, sharding):
+    """(X1, cond, A1) on the devices; A1 (recorded actions) only for the methods that learn from them."""
+    X, c = gather_windows(dataset, rows, config.horizon)
+    if config.method not in ("state-fm-id", "bc"):
+        return (*_shard_batch(X, c, sharding), None)
+    return _shard_batch(X, c, sharding, gather_actions(dataset, rows, config.horizon))
 
 
 def train(
@@ -318,10 +352,13 @@ def train(
     progress: bool = True,
     dataset: Dataset | None = None,
     rollout: Rollout | None = None,
+    hook: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Run (or resume) training; checkpoints and ``metrics.jsonl`` go to ``config.save_dir``.
 
-    ``resume`` is a checkpoint directory (or a run directory, whose ``last`` checkpoint is used)."""
+    ``resume`` is a checkpoint directory (or a run directory, whose ``last`` checkpoint is used).
+    ``hook`` is called with every record written to ``metrics.jsonl`` (progress displays)."""
+    t_start = time.perf_counter()
     config.validate()
     resume_ckpt = None
     if resume is not None:
@@ -352,6 +389,7 @@ def train(
         cond_dim=dataset.cond_dim,
         rng=init_key,
         max_action=config.max_action,
+        method=config.method,
     )
     variables = set_normalizer(variables, normalizer, config.sigma)
     normalizer_vars = variables["normalizer"]
@@ -395,6 +433,8 @@ def train(
         metrics_file.flush()
         if wb is not None:
             wb.log(record, step=record["step"])
+        if hook is not None:
+            hook(record)
 
     def ckpt_config(step: int, epoch: int, best: float) -> dict:
         return {
@@ -455,9 +495,15 @@ def train(
             for i in range(offset, steps_per_epoch):
                 if step >= total_steps:
                     break
+                out_of_time = (
+                    config.time_budget_s is not None and time.perf_counter() - t_start > config.time_budget_s
+                )
+                if out_of_time and step > 0:  # at least one update, so a checkpoint exists
+                    total_steps = step  # out of time: validate and save this as the last step
+                    break
                 rows = train_idx[order[i * config.batch : (i + 1) * config.batch]]
-                X1, c = _shard_batch(*gather_windows(dataset, rows, config.horizon), data_sharding)
-                state, m = step_fn(state, X1, c, norm_dev)
+                X1, c, A1 = _batch(dataset, rows, config, data_sharding)
+                state, m = step_fn(state, X1, c, norm_dev, A1)
                 step += 1
                 loss = float(m["loss"])
                 if np.isfinite(loss):
@@ -487,6 +533,8 @@ def train(
                     )
                     bar.update(epoch, config.epochs, i + 1, steps_per_epoch, loss, rate)
             epoch_done = step % steps_per_epoch == 0 or step >= total_steps
+            if step == epoch_start:  # the budget ran out before this epoch's first update
+                break
             if not epoch_done:
                 continue
             record = {
@@ -538,10 +586,10 @@ def _validate(
         n = len(rows)
         pad = (-n) % n_dev  # keep the batch divisible by the devices
         rows = np.concatenate([rows, rows[:1].repeat(pad, 0)]) if pad else rows
-        X1, c = gather_windows(dataset, rows, config.horizon)
-        Xs, cs = _shard_batch(X1, c, data_sharding)
+        Xs, cs, As = _batch(dataset, rows, config, data_sharding)
+        X1 = np.asarray(Xs)
         k = jax.random.fold_in(key, j)
-        losses.append(float(val_loss_fn(state.ema, Xs, cs, k, normalizer_vars)) * n)
+        losses.append(float(val_loss_fn(state.ema, Xs, cs, k, normalizer_vars, As)) * n)
         X_gen, _ = sampler(variables, Xs[:, 0], cs, k, jnp.float32(config.sigma))
         gens.append(np.asarray(X_gen)[:n])
         refs.append(X1[:n])
