@@ -99,7 +99,7 @@ def test_samples_are_admissible_and_multi_step_works(policy, synthetic_npz):
 def test_long_horizon_chaining_is_one_rollout(policy, synthetic_npz):
     """Chained windows are a single admissible motion: MuJoCo C replays the whole action sequence into it."""
     from dynaflow.data import load_dataset
-    from dynaflow.evaluate.metrics import long_horizon
+    from dynaflow.evaluate import long_horizon_metrics
 
     ds = load_dataset(synthetic_npz)
     x0, cond = ds.states[:4, 10], ds.conditionings[:4, 10]
@@ -108,5 +108,6 @@ def test_long_horizon_chaining_is_one_rollout(policy, synthetic_npz):
     np.testing.assert_allclose(X[:, 0], x0, atol=1e-6)
     replay = replay_in_mujoco(policy.rollout, X[:, 0], U, "same")
     assert np.abs(replay[..., :19] - X[..., :19]).max() < 1e-2  # 50 steps of float32 vs float64 chaos
-    m = long_horizon(policy, x0, cond, seconds=1.0)
+    m, plots = long_horizon_metrics(policy, ds, np.arange(4), seconds=1.0, per_group=4)
     assert m["long_same_success"] == 1.0 and m["long_same_drift_mean"] < 1e-2
+    assert plots["long_drift"].shape == (51,) and plots["contacts"].shape[1] == 4

@@ -61,14 +61,19 @@ def sae_rollout(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str = 
     return replay_errors(X, replay, "sae_rollout")
 
 
-def sae_one_step(rollout: Rollout, X: np.ndarray, U: np.ndarray) -> dict[str, float]:
-    """One-step SAE: each generated x_{k+1} vs one simulated control step from the generated x_k with u_k."""
+def one_step_errors(rollout: Rollout, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """|x_{k+1} − f(x_k, u_k)| ``(B, H, 37)``: f is one MuJoCo C control step from the generated x_k."""
     X = np.asarray(X, np.float64)
     U = np.asarray(U, np.float64)
     B, H = U.shape[:2]
     starts = X[:, :-1].reshape(B * H, -1)
     nxt = replay_in_mujoco(rollout, starts, U.reshape(B * H, 1, -1))[:, 1]
-    return error_stats(np.abs(nxt.reshape(B, H, -1) - X[:, 1:]), "sae_one_step")
+    return np.abs(nxt.reshape(B, H, -1) - X[:, 1:])
+
+
+def sae_one_step(rollout: Rollout, X: np.ndarray, U: np.ndarray) -> dict[str, float]:
+    """One-step SAE: each generated x_{k+1} vs one simulated control step from the generated x_k with u_k."""
+    return error_stats(one_step_errors(rollout, X, U), "sae_one_step")
 
 
 def executability(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str = "reference") -> dict:
@@ -174,21 +179,3 @@ def plausibility(model: mujoco.MjModel, X: np.ndarray, ctrl_dt: float) -> dict[s
         "joint_limit_violation_max": float(limit.max()),
         "quat_norm_error_max": float(np.abs(np.linalg.norm(X[..., 3:7], axis=-1) - 1.0).max()),
     }
-
-
-def long_horizon(policy, x0: np.ndarray, cond=None, seconds: float = 10.0, rng: int = 0) -> dict[str, float]:
-    """Chain windows open loop for ``seconds`` (:meth:`DynaFlowPolicy.generate_open_loop`), then replay the
-    whole action sequence open loop in MuJoCo C, "same" and "reference": the fraction of samples that stay
-    upright throughout, and the final horizontal drift between replay and generation (m). Also the
-    generated forward displacement (m, mean)."""
-    X, U = policy.generate_open_loop(x0, cond, seconds=seconds, rng=rng)
-    out = {
-        "long_seconds": float(seconds),
-        "long_generated_forward_m": float(np.mean(X[:, -1, 0] - X[:, 0, 0])),
-    }
-    for fidelity in ("same", "reference"):
-        out.update(
-            replay_outcome(X, replay_in_mujoco(policy.rollout, X[:, 0], U, fidelity), f"long_{fidelity}")
-        )
-    out["long_generated_upright"] = float(stays_up(X).mean())
-    return out
