@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -128,6 +129,13 @@ _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
         str,
         "demonstration NPZ (states (N, T, 37), optional conditionings / episode_lengths)",
     ),
+    "--method": (
+        "method",
+        str,
+        "dynaflow (default), or a baseline in the same harness: state-fm (flow matching on states), "
+        "state-fm-id (plus inverse dynamics; needs actions), bc (flow matching of action chunks; "
+        "needs actions)",
+    ),
     "--epochs": ("epochs", int, "epochs (default 100)"),
     "--batch": ("batch", int, "batch size, split over all local devices (default 32)"),
     "--horizon": ("horizon", int, "control steps H per window; windows hold H + 1 states (default 10)"),
@@ -145,6 +153,7 @@ _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--stride": ("stride", int, "step between window starts (default 1)"),
     "--steps-per-epoch": ("steps_per_epoch", int, "cap on updates per epoch (default: one pass)"),
     "--max-steps": ("max_steps", int, "stop after this many updates in total"),
+    "--time-budget": ("time_budget_s", float, "stop after this many seconds of wall time (saves last)"),
     "--warmup-steps": ("warmup_steps", int, "learning-rate warmup (default 5%% of updates, <= 1000)"),
     "--grad-clip": ("grad_clip", float, "global gradient-norm clip (default 1.0)"),
     "--sigma": ("sigma", float, "std of the source X0 ~ N(x0, sigma^2 I), normalised units (default 1)"),
@@ -176,10 +185,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_policy(args):
+def _load_policy(args, checkpoint=None):
     from dynaflow.policy import DynaFlowPolicy
 
-    return DynaFlowPolicy.from_checkpoint(args.checkpoint, use_ema=args.use_ema)
+    return DynaFlowPolicy.from_checkpoint(checkpoint or args.checkpoint, use_ema=args.use_ema)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -215,41 +224,213 @@ def cmd_sample(args: argparse.Namespace) -> int:
             f"--cond: the checkpoint takes cond_dim={policy.cond_dim}, the data has {cond.shape[1]}"
         )
     X, U = policy.sample(x0, cond, rng=jax.random.PRNGKey(args.seed), ode_steps=args.ode_steps)
-    out = {"states": X, "actions": U, "x0": x0}
+    out = {"states": X, "x0": x0}
+    if U is not None:  # a states-only baseline (state-fm) has none
+        out["actions"] = U
     if cond is not None:
         out["conditionings"] = cond
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **out)
     print(
-        f"wrote {args.out}: states {X.shape}, actions {U.shape}"
+        f"wrote {args.out}: states {X.shape}, actions {None if U is None else U.shape}"
         + (f", conditionings {cond.shape}" if cond is not None else "")
     )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Score a checkpoint on held-out demonstrations: TRE, SAE and the reference-simulator divergence."""
+    """Score checkpoints on held-out demonstrations (every metric of dynaflow.evaluate); one checkpoint
+    and ``--out X.json`` writes its metrics, otherwise ``--out DIR`` gets the side-by-side report."""
     import json
 
-    from dynaflow.evaluate import evaluate_checkpoint, format_table
+    from dynaflow.evaluate import evaluate_report, evaluate_run, format_table
+    from dynaflow.evaluate.report import format_markdown_table
 
-    metrics = evaluate_checkpoint(
-        _load_policy(args),
-        args.dataset,
+    options = dict(
         num_samples=args.num_samples,
         batch=args.batch,
         ode_steps=args.ode_steps,
         seed=args.seed,
         reference=not args.no_reference,
+        long_seconds=args.long_seconds,
+        long_per_group=args.long_per_gait,
     )
-    metrics["checkpoint"] = str(args.checkpoint)
-    metrics["use_ema"] = bool(args.use_ema)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(metrics, f, indent=2)
-    print(format_table(metrics))
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    if out.suffix == ".json":
+        if len(args.checkpoint) != 1:
+            raise ValueError(f"--out {out}: a .json file holds one checkpoint's metrics; give a directory")
+        metrics = evaluate_run(_load_policy(args, args.checkpoint[0]), args.dataset, **options)["metrics"]
+        metrics["checkpoint"] = str(args.checkpoint[0])
+        metrics["use_ema"] = bool(args.use_ema)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2, default=_json_default))
+        print(format_table(metrics))
+        print(f"wrote {out}")
+        return 0
+    provenance = {
+        "command": args.command_line,
+        "dataset": str(args.dataset),
+        "seeds": {"evaluation": args.seed},
+        "use_ema": bool(args.use_ema),
+    }
+    paths = evaluate_report(
+        args.checkpoint, args.dataset, out, provenance, use_ema=args.use_ema, videos=args.videos, **options
+    )
+    runs = json.loads(Path(paths["metrics"]).read_text())["runs"]
+    print(format_markdown_table(runs, highlight=False))
+    print(f"wrote {paths['markdown']}, {paths['html']} and {paths['metrics']}")
     return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Long-horizon generation from a checkpoint: open-loop chaining or closed-loop replanning in MuJoCo C."""
+    import json
+
+    from dynaflow.rollout_long import (
+        check_gait_model,
+        default_start,
+        parse_pushes,
+        parse_schedule,
+        rollout_long,
+        schedule_fn,
+    )
+
+    policy = _load_policy(args)
+    if args.schedule is not None:
+        check_gait_model(policy)
+        cond = schedule_fn(parse_schedule(args.schedule))
+    elif args.cond is not None:
+        cond = _parse_floats(args.cond, "--cond", policy.cond_dim)
+    else:
+        cond = None
+    if args.x0 == "start":
+        x0 = default_start(policy)
+    elif args.x0 == "home":
+        x0 = policy.rollout.home_state()
+    else:
+        x0 = _parse_floats(args.x0, "--x0", 37)
+    result = rollout_long(
+        policy,
+        x0,
+        cond,
+        seconds=args.seconds,
+        closed_loop=args.closed_loop,
+        replan_every=args.replan_every,
+        fidelity=args.fidelity,
+        pushes=parse_pushes(args.push),
+        seed=args.seed,
+        ode_steps=args.ode_steps,
+    )
+    summary = result.summary()
+    arrays = {"states": result.states.astype(np.float32), "latencies": np.asarray(result.latencies)}
+    if result.actions is not None:
+        arrays["actions"] = result.actions.astype(np.float32)
+    if result.cond is not None:
+        arrays["conditionings"] = result.cond
+    for fid, R in result.replays.items():
+        arrays[f"replay_{fid}"] = R.astype(np.float32)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    out.with_suffix(".json").write_text(json.dumps({"command": args.command_line, **summary}, indent=2))
+    mode = (
+        f"closed loop in MuJoCo C ({args.fidelity}), replanning every {args.replan_every} steps"
+        if (args.closed_loop)
+        else "open loop (chained windows)"
+    )
+    print(
+        f"{summary['seconds']:.1f} s {mode}: moved {summary['forward_m']:+.2f} m forward, "
+        f"{summary['distance_m']:.2f} m in all, upright throughout: {summary['upright']}"
+    )
+    if "latency_ms_median" in summary:
+        print(
+            f"sampler: {summary['sampler_calls']} calls, "
+            f"latency median {summary['latency_ms_median']:.1f} ms, "
+            f"p95 {summary['latency_ms_p95']:.1f} ms (first call {summary['latency_ms_first']:.0f} ms); "
+            f"{summary['real_time_factor']:.1f}x real time"
+        )
+    for fid in result.replays:
+        print(
+            f"open-loop replay in MuJoCo C ({fid}): upright {summary[f'replay_{fid}_upright']}, "
+            f"forward {summary[f'replay_{fid}_forward_m']:+.2f} m, "
+            f"drift {summary[f'replay_{fid}_drift_m']:.3f} m"
+        )
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    if args.video:
+        from dynaflow.render import render_motion
+
+        path = render_motion(result.states, args.video, fast=True)
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Render generated motion (from a checkpoint, or an NPZ of states) to MP4 or GIF, optionally with the
+    demonstration as a translucent ghost."""
+    from dynaflow.render import render_motion
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"--out {out}: expected a .mp4 or .gif path")
+    ghost = None
+    if args.checkpoint:
+        from dynaflow.data import bundled_dataset, load_dataset
+        from dynaflow.evaluate import held_out_episodes
+        from dynaflow.rollout_long import rollout_long
+
+        policy = _load_policy(args)
+        ds = load_dataset(args.dataset or bundled_dataset())
+        if (ds.cond_dim or None) != policy.cond_dim:
+            raise ValueError(
+                f"{ds.source}: key 'conditionings': the checkpoint takes cond_dim={policy.cond_dim}, "
+                f"the dataset has {ds.cond_dim}"
+            )
+        episode = args.episode if args.episode is not None else int(held_out_episodes(policy, ds)[0][0])
+        if not 0 <= episode < ds.num_episodes:
+            raise ValueError(f"--episode: expected 0..{ds.num_episodes - 1}, got {episode}")
+        cond = None if ds.conditionings is None else ds.conditionings[episode, 0]
+        res = rollout_long(policy, ds.states[episode, 0], cond, seconds=args.seconds, seed=args.seed)
+        states = res.states
+        demo = ds.states[episode, : min(len(states), int(ds.lengths[episode]))]
+        arrays = {"states": states, "demo": demo, "episode": np.int64(episode)}
+        if res.actions is not None:
+            arrays["actions"] = res.actions
+        np.savez(out.with_suffix(".npz"), **arrays)
+        ghost = demo if args.ghost_demo else None
+    else:
+        with np.load(args.npz, allow_pickle=False) as f:
+            if "states" not in f:
+                raise ValueError(f"{args.npz}: key 'states' missing; found {', '.join(f.files) or 'nothing'}")
+            states = f["states"]
+            if args.ghost_demo:
+                if "demo" not in f:
+                    raise ValueError(f"{args.npz}: key 'demo' missing: --ghost-demo needs the demonstration")
+                ghost = f["demo"]
+        if states.ndim == 3:
+            if not 0 <= args.sample < len(states):
+                raise ValueError(f"--sample: {args.npz} holds {len(states)} motions, got {args.sample}")
+            states = states[args.sample]
+            ghost = ghost[args.sample] if ghost is not None and ghost.ndim == 3 else ghost
+    path = render_motion(
+        states, out, ghost=ghost, fps=args.fps, width=args.width, height=args.height, fast=args.fast
+    )
+    print(f"wrote {path}: {len(states)} frames at {args.fps:g} fps, {args.width}x{args.height}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole pipeline on the bundled data within a time budget; a report with plots and videos."""
+    from dynaflow.demo import print_summary, run_demo
+
+    summary = run_demo(args.out, args.budget_minutes, args.seed, args.data)
+    print_summary(summary, Path(args.out))
+    return 0
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def cmd_data_gaits(args: argparse.Namespace) -> int:
@@ -286,6 +467,10 @@ def cmd_data_kinematic(args: argparse.Namespace) -> int:
     from dynaflow.data import load_dataset, save_dataset
     from dynaflow.demos.kinematic import kinematic_from_gaits
 
+    if args.source == "bundled":
+        from dynaflow.data import bundled_dataset
+
+        args.source = str(bundled_dataset())
     ds = load_dataset(args.source)
     if ds.conditionings is None or ds.conditionings.shape[-1] < 3:
         raise ValueError(
@@ -384,6 +569,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_physics)
 
+    p = sub.add_parser(
+        "demo", help="train DynaFlow and a baseline on the bundled data, evaluate, write a report with videos"
+    )
+    p.add_argument("--out", default="dynaflow_demo", help="output directory (default dynaflow_demo)")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=15.0,
+        help="wall-time budget of the whole demo, compile included (default 15; below 5: reduced mode)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a gait-conditioned NPZ instead of the bundled data (e.g. from `dynaflow data kinematic`)",
+    )
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("train", help="train DynaFlow on state-only demonstrations")
     for flag, (field, typ, help_text) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=field, type=typ, default=None, help=help_text)
@@ -400,8 +603,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
 
-    def checkpoint_args(p):
-        p.add_argument("--checkpoint", required=True, help="checkpoint directory (or run directory: best)")
+    def checkpoint_args(p, many=False):
+        if many:
+            p.add_argument(
+                "--checkpoint",
+                required=True,
+                action="append",
+                help="checkpoint directory (or run directory: best); repeat to compare methods side by side",
+            )
+        else:
+            p.add_argument(
+                "--checkpoint", required=True, help="checkpoint directory (or run directory: best)"
+            )
         p.add_argument(
             "--use-ema",
             action=argparse.BooleanOptionalAction,
@@ -421,13 +634,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.npz", help="output NPZ (states, actions, conditionings, x0)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint on held-out demonstrations")
-    checkpoint_args(p)
+    p = sub.add_parser("evaluate", help="score checkpoints on held-out demonstrations; write a report")
+    checkpoint_args(p, many=True)
     p.add_argument("--dataset", required=True, help="held-out demonstration NPZ")
     p.add_argument("--batch", type=int, default=32, help="samples per sampler call (default 32)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference-simulator replay")
-    p.add_argument("--out", default="metrics.json", help="where to write the metrics (default metrics.json)")
+    p.add_argument(
+        "--long-seconds",
+        type=float,
+        default=10.0,
+        help="long-horizon chaining length, 0 to skip (default 10)",
+    )
+    p.add_argument("--long-per-gait", type=int, default=2, help="long-horizon runs per gait (default 2)")
+    p.add_argument("--videos", action="store_true", help="render each checkpoint's long-horizon motion (MP4)")
+    p.add_argument(
+        "--out",
+        default="report",
+        help="report directory (metrics.json, report.md, report.html, plots/); a .json path writes one "
+        "checkpoint's metrics only (default report)",
+    )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("generate", help="long-horizon motion: open-loop chaining or closed-loop replanning")
+    checkpoint_args(p)
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--schedule",
+        help="gait schedule, e.g. trot:0.5:4,turn:0.5:0.8:3,bound:0.3:3 (gait:vx:[vy:]yaw_rate:seconds)",
+    )
+    how.add_argument("--cond", help="a fixed conditioning vector (C numbers)")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of the motion (default 10)")
+    p.add_argument(
+        "--x0", default="start", help="initial state: start (settled standing, default), home, or 37 numbers"
+    )
+    p.add_argument(
+        "--closed-loop", action="store_true", help="replan from the measured state of a MuJoCo C simulation"
+    )
+    p.add_argument("--replan-every", type=int, default=4, help="control steps between replans (default 4)")
+    p.add_argument(
+        "--fidelity", choices=("same", "reference"), default="same", help="closed loop: the simulator"
+    )
+    p.add_argument(
+        "--push",
+        action="append",
+        default=[],
+        help="closed loop: a push on the trunk, FORCE N@TIME s[:DURATION s][/x|-x|y|-y], e.g. 30N@5s",
+    )
+    p.add_argument(
+        "--out", default="motion.npz", help="output NPZ (states, actions, ...) and a .json summary"
+    )
+    p.add_argument("--video", default=None, help="also render the motion to this .mp4 or .gif")
+    p.set_defaults(func=cmd_generate, num_samples=1)
+
+    p = sub.add_parser("render", help="render motion to MP4 or GIF (MuJoCo offscreen; OSMesa on a CPU)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="generate from this checkpoint (chained, open loop), then render")
+    src.add_argument("--npz", help="render the 'states' of this NPZ ((T, 37) or (B, T, 37): see --sample)")
+    p.add_argument("--out", required=True, help="output .mp4 or .gif")
+    p.add_argument("--ghost-demo", action="store_true", help="draw the demonstration as a translucent ghost")
+    p.add_argument("--dataset", help="with --checkpoint: the demonstrations (default: the bundled data)")
+    p.add_argument("--episode", type=int, help="with --checkpoint: the episode giving x0, c and the ghost")
+    p.add_argument("--seconds", type=float, default=4.0, help="with --checkpoint: seconds to generate")
+    p.add_argument("--sample", type=int, default=0, help="with --npz: which motion of a batch (default 0)")
+    p.add_argument("--fps", type=float, default=50.0, help="frames per second (default 50: one per state)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="no shadows, reflections or anti-aliasing: ~6x faster with CPU (OSMesa) rendering",
+    )
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("data", help="make demonstration datasets")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -452,7 +731,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--compress", action="store_true", help="write a compressed NPZ")
     q.set_defaults(func=cmd_data_gaits)
     q = dsub.add_parser("kinematic", help="kinematic (infeasible) demonstrations from a gait-library NPZ")
-    q.add_argument("--source", required=True, help="an NPZ written by `dynaflow data gaits`")
+    q.add_argument(
+        "--source",
+        required=True,
+        help="an NPZ written by `dynaflow data gaits`, or 'bundled' (the shipped one)",
+    )
     q.add_argument("--out", required=True)
     q.add_argument("--time-scale", type=float, default=1.0, help="play the joint motion this much faster")
     q.set_defaults(func=cmd_data_kinematic)
@@ -500,7 +783,9 @@ def main(argv: list[str] | None = None) -> int:
     from dynaflow.data import DatasetError
     from dynaflow.train import TrainingStopped
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["dynaflow", *argv])  # reports record what produced them
     enable_compilation_cache()
     try:
         return args.func(args)

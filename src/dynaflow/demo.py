@@ -1,0 +1,394 @@
+"""``dynaflow demo``: the whole pipeline on the bundled gait data, on a laptop CPU, within a time budget.
+
+Stages (each with a progress bar and the time left): train DynaFlow and the ``state-fm`` baseline on the
+bundled demonstrations (wall-time budgets, the same model size, data split and seed) -> generate every
+gait at a few commands, 10 s chained open loop, replayed in MuJoCo C -> evaluate both checkpoints with
+every metric -> write ``DIR/report.md`` and ``DIR/report.html`` (metrics table, plots, one video per
+gait) and ``DIR/demo.json`` (the figures, the timings and the machine).
+
+The budget is split in fixed shares; the training stages stop on wall time (the step count they reach
+depends on the machine and is reported). ``--budget-minutes`` below 5 switches to a reduced mode (a
+smaller model, shorter motions, small videos) that still runs every stage: the tests use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dynaflow.data import bundled_dataset, load_dataset
+from dynaflow.demos.gaits import COND_DIM
+
+GAIT_COMMANDS = {  # (vx, vy, yaw rate) per gait: a moderate forward command, then a second one
+    "trot": [(0.5, 0.0, 0.0), (0.3, 0.0, 0.4)],
+    "pace": [(0.3, 0.0, 0.0)],
+    "bound": [(0.4, 0.0, 0.0)],
+    "pronk": [(0.2, 0.0, 0.0)],
+    "stand": [(0.0, 0.0, 0.0)],
+}
+WALK_CHECK = ("trot", (0.5, 0.0, 0.0))  # the demo's model must walk: upright, >= half this distance
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo trains and measures (the full mode; :func:`settings_for` shrinks it)."""
+
+    horizon: int = 16
+    batch: int = 32
+    d_model: int = 128
+    n_heads: int = 4
+    depth: int = 2
+    lr: float = 1e-3
+    ema_decay: float = 0.99
+    steps_per_epoch: int = 200
+    val_windows: int = 64
+    dynaflow_share: float = 0.58  # of the budget, compile included
+    state_fm_share: float = 0.08
+    seconds: float = 10.0  # generated motion per gait command
+    eval_samples: int = 64
+    long_per_gait: int = 2
+    video_size: tuple[int, int] = (480, 270)
+    video_seconds: float = 10.0
+
+
+def settings_for(budget_minutes: float) -> DemoSettings:
+    """Full settings from 5 minutes of budget up; a reduced mode below (tests, a quick look)."""
+    if budget_minutes >= 5:
+        return DemoSettings()
+    return DemoSettings(
+        horizon=8,
+        batch=16,
+        d_model=64,
+        depth=1,
+        steps_per_epoch=20,
+        val_windows=16,
+        seconds=1.0,
+        eval_samples=8,
+        long_per_gait=1,
+        video_size=(160, 90),
+        video_seconds=0.5,
+        dynaflow_share=0.35,
+        state_fm_share=0.15,
+    )
+
+
+class StageBar:
+    """``[2/5] train dynaflow  [######......] 50%  3:10 left`` on one line (a tty), or plain lines."""
+
+    def __init__(self, stages: list[str], budget_s: float, stream=None):
+        self.stages, self.budget_s = stages, budget_s
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.t0 = time.perf_counter()
+        self.index, self.name, self.last_line = 0, "", 0.0
+
+    def start(self, name: str) -> None:
+        self.index = self.stages.index(name) + 1
+        self.name = name
+        self.update(0.0, force=True)
+
+    def update(self, fraction: float, note: str = "", force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and not self.tty and now - self.last_line < 30:
+            return  # logs get a line every 30 s at most
+        self.last_line = now
+        fraction = min(max(fraction, 0.0), 1.0)
+        left = max(self.budget_s - (now - self.t0), 0.0)
+        bar = "#" * int(20 * fraction) + "." * (20 - int(20 * fraction))
+        text = (
+            f"[{self.index}/{len(self.stages)}] {self.name:<16s} [{bar}] {100 * fraction:3.0f}%  "
+            f"{int(left // 60)}:{int(left % 60):02d} of the budget left  {note}"
+        )
+        if self.tty:
+            self.stream.write("\r" + text[:120].ljust(120))
+        else:
+            self.stream.write(text.rstrip() + "\n")
+        self.stream.flush()
+
+    def done(self, message: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 120 + "\r")
+        elapsed = time.perf_counter() - self.t0
+        self.stream.write(f"[{self.index}/{len(self.stages)}] {message} ({elapsed / 60:.1f} min elapsed)\n")
+        self.stream.flush()
+
+
+def _machine() -> str:
+    import jax
+
+    dev = jax.devices()[0]
+    return (
+        f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on "
+        f"{dev.platform} ({dev.device_kind})"
+    )
+
+
+def _train(
+    method: str, data: Path, out: Path, settings: DemoSettings, budget_s: float, seed: int, rollout, bar
+) -> dict:
+    from dynaflow.train import TrainConfig, train
+
+    config = TrainConfig(
+        data=str(data),
+        method=method,
+        epochs=10_000,
+        batch=settings.batch,
+        horizon=settings.horizon,
+        lr=settings.lr,
+        ema_decay=settings.ema_decay,
+        d_model=settings.d_model,
+        n_heads=settings.n_heads,
+        depth=settings.depth,
+        dropout=0.0,
+        save_dir=str(out / "runs" / method),
+        save_interval=10_000,
+        seed=seed,
+        steps_per_epoch=settings.steps_per_epoch,
+        warmup_steps=100,
+        val_windows=settings.val_windows,
+        time_budget_s=budget_s,
+    )
+    t0 = time.perf_counter()
+    last = {}
+
+    def hook(record: dict) -> None:
+        last.update(record)
+        note = f"step {record['step']}"
+        if "val_tre" in record:
+            note += f", val TRE {record['val_tre']:.3f}"
+        bar.update((time.perf_counter() - t0) / budget_s, note)
+
+    result = train(config, progress=False, rollout=rollout, hook=hook)
+    first = result.history[0] if result.history else {}
+    val = [r for r in result.history if "val_tre" in r]
+    return {
+        "method": method,
+        "run_dir": str(result.run_dir),
+        "steps": int(result.state.step),
+        "seconds": time.perf_counter() - t0,
+        "val_tre_untrained": first.get("val_tre"),
+        "val_tre_final": val[-1]["val_tre"] if val else None,
+        "val_tre_best": min(r["val_tre"] for r in val) if val else None,
+    }
+
+
+def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tuple[list[dict], dict]:
+    """Every gait at its commands: ``settings.seconds`` chained open loop, replayed in MuJoCo C; a video
+    of the first command of each gait."""
+    from dynaflow.demos.gaits import start_state
+    from dynaflow.render import render_motion
+    from dynaflow.rollout_long import Segment, rollout_long
+
+    x0 = start_state(policy.rollout)
+    jobs = [(g, c) for g, cmds in GAIT_COMMANDS.items() for c in cmds]
+    rows, videos = [], {}
+    for i, (gait, command) in enumerate(jobs):
+        cond = Segment(gait, command, settings.seconds).cond()
+        res = rollout_long(policy, x0, cond, seconds=settings.seconds, seed=seed)
+        s = res.summary()
+        row = {
+            "gait": gait,
+            "command": list(command),
+            "seconds": s["seconds"],
+            "generated_forward_m": s["forward_m"],
+            "commanded_forward_m": command[0] * s["seconds"],
+            "latency_ms_median": s.get("latency_ms_median"),
+        }
+        for fid in ("same", "reference"):
+            row[f"replay_{fid}_upright"] = s.get(f"replay_{fid}_upright")
+            row[f"replay_{fid}_forward_m"] = s.get(f"replay_{fid}_forward_m")
+        rows.append(row)
+        if gait not in videos:
+            n = int(round(settings.video_seconds / policy.rollout.ctrl_dt)) + 1
+            path = out / "videos" / f"{policy.method}_{gait}.mp4"
+            render_motion(
+                res.replays.get("same", res.states)[:n],
+                path,
+                width=settings.video_size[0],
+                height=settings.video_size[1],
+                fast=True,
+            )
+            videos[gait] = str(path.relative_to(out))
+        bar.update((i + 1) / len(jobs), f"{gait} {command[0]:.1f} m/s")
+    return rows, videos
+
+
+def _generation_section(rows: list[dict]) -> dict:
+    def yes(v):
+        return "n/a" if v is None else ("yes" if v else "no")
+
+    def num(v, spec):
+        return "n/a" if v is None else format(v, spec)
+
+    return {
+        "title": "Generation per gait (DynaFlow, chained open loop, replayed in MuJoCo C)",
+        "text": "Each row: the gait and command (vx m/s, vy m/s, yaw rate rad/s) held for the whole motion, "
+        "chained windows from a settled standing state; the generated actions are replayed open loop in "
+        "MuJoCo C with the training simulator (same) and the converged reference simulator.",
+        "header": [
+            "gait / command",
+            "seconds",
+            "commanded forward [m]",
+            "generated forward [m]",
+            "replay same: upright, forward [m]",
+            "replay reference: upright, forward [m]",
+            "sampler latency [ms]",
+        ],
+        "rows": [
+            [
+                f"{r['gait']} ({', '.join(f'{v:g}' for v in r['command'])})",
+                f"{r['seconds']:.1f}",
+                f"{r['commanded_forward_m']:.2f}",
+                f"{r['generated_forward_m']:.2f}",
+                f"{yes(r['replay_same_upright'])}, {num(r['replay_same_forward_m'], '.2f')}",
+                f"{yes(r['replay_reference_upright'])}, {num(r['replay_reference_forward_m'], '.2f')}",
+                num(r["latency_ms_median"], ".1f"),
+            ]
+            for r in rows
+        ],
+    }
+
+
+def run_demo(
+    out: str | Path = "dynaflow_demo",
+    budget_minutes: float = 15.0,
+    seed: int = 0,
+    data: str | Path | None = None,
+) -> dict:
+    """Run the demo into ``out``; returns (and writes to ``out/demo.json``) its figures. ``data``: train
+    and evaluate on this gait-conditioned NPZ instead of the bundled one (e.g. kinematic demonstrations
+    made by ``dynaflow data kinematic``: the kinematic-demonstration experiment)."""
+    from dynaflow.evaluate import evaluate_report
+    from dynaflow.physics import create_go2_rollout
+    from dynaflow.policy import DynaFlowPolicy
+
+    if not budget_minutes > 0:
+        raise ValueError(f"--budget-minutes: expected > 0, got {budget_minutes}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = settings_for(budget_minutes)
+    budget = 60.0 * budget_minutes
+    t0 = time.perf_counter()
+    stages = ["train dynaflow", "train state-fm", "generate", "evaluate", "report"]
+    bar = StageBar(stages, budget)
+    data = Path(data) if data is not None else bundled_dataset()
+    ds = load_dataset(data)
+    if ds.cond_dim != COND_DIM:
+        raise ValueError(
+            f"{data}: key 'conditionings': the demo needs the gait library's {COND_DIM}-D conditioning "
+            f"(vx, vy, yaw rate, gait one-hot), got {ds.cond_dim}"
+        )
+    print(
+        f"DynaFlow demo: {ds.num_episodes} bundled gait episodes ({data.name}), budget {budget_minutes:g} min"
+        f"{' (reduced mode)' if budget_minutes < 5 else ''}, output in {out}/",
+        file=sys.stderr,
+    )
+    rollout = create_go2_rollout()
+    summary: dict = {"budget_minutes": budget_minutes, "seed": seed, "settings": asdict(settings)}
+
+    runs = {}
+    for name, share in (("dynaflow", settings.dynaflow_share), ("state-fm", settings.state_fm_share)):
+        bar.start(f"train {name}")
+        runs[name] = _train(name, data, out, settings, share * budget, seed, rollout, bar)
+        r = runs[name]
+        bar.done(
+            f"trained {name}: {r['steps']} steps in {r['seconds']:.0f} s, val TRE "
+            f"{r['val_tre_untrained'] or float('nan'):.3f} -> {r['val_tre_final'] or float('nan'):.3f}"
+        )
+    summary["training"] = runs
+
+    bar.start("generate")
+    policy = DynaFlowPolicy.from_checkpoint(runs["dynaflow"]["run_dir"], rollout=rollout)
+    rows, videos = _generate(policy, settings, seed, bar, out)
+    summary["generation"] = rows
+    walk = next(r for r in rows if r["gait"] == WALK_CHECK[0] and tuple(r["command"]) == WALK_CHECK[1])
+    walks = (
+        bool(walk["replay_same_upright"])
+        and walk["replay_same_forward_m"] >= 0.5 * walk["commanded_forward_m"]
+    )
+    summary["walk_check"] = {**walk, "passed": walks}
+    bar.done(
+        f"generated {len(rows)} motions of {settings.seconds:g} s; trot 0.5 m/s replayed in MuJoCo C: "
+        f"{walk['replay_same_forward_m']:.2f} m of {walk['commanded_forward_m']:.2f} m commanded, upright "
+        f"{walk['replay_same_upright']}"
+    )
+
+    bar.start("evaluate")
+    provenance = {
+        "command": f"dynaflow demo --out {out} --budget-minutes {budget_minutes:g} --seed {seed}"
+        + ("" if data == bundled_dataset() else f" --data {data}"),
+        "dataset": str(data),
+        "seeds": {"training": seed, "evaluation": seed},
+        "machine": _machine(),
+        "notes": f"DynaFlow trained {runs['dynaflow']['steps']} steps and state-fm "
+        f"{runs['state-fm']['steps']} steps within the demo's {budget_minutes:g}-minute budget "
+        "(same model size, data split and seed).",
+    }
+    n_done = []
+
+    def log(message: str) -> None:
+        n_done.append(message)
+        bar.update(len(n_done) / 2, message)
+
+    paths = evaluate_report(
+        [runs["dynaflow"]["run_dir"], runs["state-fm"]["run_dir"]],
+        data,
+        out,
+        provenance,
+        log=log,
+        sections=[_generation_section(rows)],
+        extra_videos={"dynaflow": list(videos.values())},
+        num_samples=settings.eval_samples,
+        long_seconds=settings.seconds,
+        long_per_group=settings.long_per_gait,
+        seed=seed,
+    )
+    bar.done("evaluated DynaFlow and state-fm")
+    bar.start("report")
+    metrics = json.loads(Path(paths["metrics"]).read_text())
+    summary["metrics"] = {r["name"]: r["metrics"] for r in metrics["runs"]}
+    summary["machine"] = provenance["machine"]
+    summary["wall_seconds"] = time.perf_counter() - t0
+    summary["report"] = {"markdown": str(paths["markdown"]), "html": str(paths["html"])}
+    summary["videos"] = videos
+    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_np_default))
+    bar.done("report written")
+    return summary
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    """Where everything is, and the headline figures."""
+    m = summary["metrics"]
+    w = summary["walk_check"]
+    print(f"\nDynaFlow demo finished in {summary['wall_seconds'] / 60:.1f} min on {summary['machine']}")
+    for name, r in summary["training"].items():
+        print(
+            f"  {name:9s} {r['steps']:5d} training steps, val TRE {r['val_tre_final']:.3f}  ({r['run_dir']})"
+        )
+    for name in m:
+        mm = m[name]
+        sae = mm.get("sae_one_step_max")
+        print(
+            f"  {name:9s} TRE {mm['tre']:.3f}, one-step SAE max "
+            + ("n/a" if sae is None else f"{sae:.1e}")
+            + f", foot penetration max {100 * mm['foot_penetration_max']:.1f} cm"
+        )
+    print(
+        f"  walk check (trot 0.5 m/s, {w['seconds']:.0f} s, replayed open loop in MuJoCo C): "
+        f"{w['replay_same_forward_m']:.2f} m forward of {w['commanded_forward_m']:.2f} m commanded, upright "
+        f"{w['replay_same_upright']} -> {'PASSED' if w['passed'] else 'FAILED'}"
+    )
+    print(f"  report: {summary['report']['markdown']} and {summary['report']['html']}")
+    print(f"  videos: {', '.join(str(out / v) for v in summary['videos'].values())}")
+    print(f"  checkpoints: {out / 'runs'}/{{dynaflow,state-fm}}; figures: {out / 'demo.json'}")
+
+
+def _np_default(v):
+    return v.item() if isinstance(v, np.generic) else str(v)

@@ -1,0 +1,315 @@
+"""Long-horizon generation: open-loop window chaining with a conditioning schedule, and closed-loop
+receding-horizon replanning in MuJoCo C with optional pushes.
+
+* **Open loop** (:func:`rollout_long` with ``closed_loop=False``): each window of H steps starts at the
+  previous window's last generated state; the conditioning follows the schedule. DynaFlow's chained
+  states are one rollout of the chained actions, so replaying the actions in MuJoCo C ("same") gives the
+  same motion; the "reference" replay shows how it transfers.
+* **Closed loop** (``closed_loop=True``): the robot lives in MuJoCo C ("same" or "reference" fidelity).
+  Every ``replan_every`` control steps the policy samples a new window from the simulator's *measured*
+  state and the first ``replan_every`` actions are executed. Pushes (a force on the trunk for a given
+  time) test recovery. The sampling latency of every replan is recorded.
+
+Schedules are strings: comma-separated segments ``gait:vx:seconds``, ``gait:vx:yaw_rate:seconds`` or
+``gait:vx:vy:yaw_rate:seconds`` (gait one of trot, pace, bound, pronk, stand; ``turn`` is a trot with a
+yaw rate, ``stand:seconds`` stands still). Pushes: ``30N@5s`` (30 N, sideways, at t = 5 s, for 0.2 s),
+optionally ``30N@5s:0.1s`` (duration) and ``/x``, ``/-x``, ``/y`` or ``/-y`` (direction, world frame).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from dynaflow.demos.gaits import ALL_GAITS, COND_DIM, conditioning
+from dynaflow.physics import NQ, STATE_DIM, reference_model, replay_in_mujoco, stays_up
+
+__all__ = [
+    "Push",
+    "LongRollout",
+    "Segment",
+    "parse_pushes",
+    "parse_schedule",
+    "rollout_long",
+    "schedule_fn",
+]
+
+DEFAULT_PUSH_SECONDS = 0.2
+_DIRECTIONS = {"x": (1.0, 0.0), "-x": (-1.0, 0.0), "y": (0.0, 1.0), "-y": (0.0, -1.0)}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of a schedule: a gait, a command (vx, vy, yaw rate) and a duration (s)."""
+
+    gait: str
+    command: tuple[float, float, float]
+    seconds: float
+
+    def cond(self) -> np.ndarray:
+        """The 7-D conditioning the gait-library models take."""
+        return conditioning(self.gait, np.asarray(self.command)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Push:
+    """A horizontal force (N, world frame) on the trunk from ``at`` for ``seconds``."""
+
+    force: tuple[float, float]
+    at: float
+    seconds: float = DEFAULT_PUSH_SECONDS
+
+
+def parse_schedule(text: str) -> list[Segment]:
+    """``"trot:0.5:4,turn:0.5:0.8:3,bound:0.3:3"`` -> segments; a malformed one names itself."""
+    segments = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, *nums = part.split(":")
+        try:
+            vals = [float(v) for v in nums]
+        except ValueError as e:
+            raise ValueError(f"--schedule: segment {part!r}: expected numbers after the gait") from e
+        gait = "trot" if name == "turn" else name
+        if gait not in ALL_GAITS:
+            raise ValueError(
+                f"--schedule: segment {part!r}: unknown gait {name!r}; known: {ALL_GAITS} or turn"
+            )
+        vx = vy = yaw = 0.0
+        if gait == "stand" and len(vals) == 1:
+            pass
+        elif len(vals) == 2 and name != "turn":
+            vx = vals[0]
+        elif len(vals) == 3:
+            vx, yaw = vals[0], vals[1]
+        elif len(vals) == 4:
+            vx, vy, yaw = vals[:3]
+        else:
+            raise ValueError(
+                f"--schedule: segment {part!r}: expected gait:vx:seconds, gait:vx:yaw_rate:seconds or "
+                "gait:vx:vy:yaw_rate:seconds (turn:vx:yaw_rate:seconds, stand:seconds)"
+            )
+        seconds = vals[-1]
+        if not seconds > 0 or not np.all(np.isfinite(vals)):
+            raise ValueError(f"--schedule: segment {part!r}: the duration must be a finite number > 0")
+        segments.append(Segment(gait, (vx, vy, yaw), seconds))
+    if not segments:
+        raise ValueError(f"--schedule: expected at least one segment, got {text!r}")
+    return segments
+
+
+def schedule_fn(segments: Sequence[Segment]) -> Callable[[float], np.ndarray]:
+    """``t -> (C,)`` conditioning at time t (s); the last segment holds after the schedule ends."""
+    ends = np.cumsum([s.seconds for s in segments])
+    conds = [s.cond() for s in segments]
+
+    def at(t: float) -> np.ndarray:
+        i = int(np.searchsorted(ends, t + 1e-9, side="right"))
+        return conds[min(i, len(conds) - 1)]
+
+    return at
+
+
+def parse_pushes(texts: Sequence[str]) -> list[Push]:
+    """``["30N@5s", "20N@8s:0.1s/-x"]`` -> pushes."""
+    out = []
+    pattern = re.compile(
+        r"^\s*([0-9.eE+-]+)\s*N\s*@\s*([0-9.eE+-]+)\s*s(?::([0-9.eE+-]+)\s*s)?(?:/(-?[xy]))?\s*$"
+    )
+    for text in texts:
+        m = pattern.match(text)
+        if not m:
+            raise ValueError(
+                f"--push: expected FORCE N@TIME s[:DURATION s][/x|-x|y|-y], e.g. 30N@5s, got {text!r}"
+            )
+        force, at = float(m.group(1)), float(m.group(2))
+        dur = float(m.group(3)) if m.group(3) else DEFAULT_PUSH_SECONDS
+        if not (np.isfinite(force) and at >= 0 and dur > 0):
+            raise ValueError(f"--push: {text!r}: needs a finite force, a time >= 0 and a duration > 0")
+        dx, dy = _DIRECTIONS[m.group(4) or "y"]
+        out.append(Push((force * dx, force * dy), at, dur))
+    return out
+
+
+@dataclass
+class LongRollout:
+    """What :func:`rollout_long` produced. ``states`` (T+1, 37) are the executed motion in closed loop and
+    the generated one in open loop; ``actions`` (T, 12) (None for a states-only model); ``cond`` (T, C)."""
+
+    states: np.ndarray
+    actions: np.ndarray | None
+    cond: np.ndarray | None
+    closed_loop: bool
+    fidelity: str
+    latencies: list[float] = field(default_factory=list)  # s per sampler call (closed loop: per replan)
+    wall_seconds: float = 0.0
+    replays: dict[str, np.ndarray] = field(default_factory=dict)  # open loop: MuJoCo C replays of actions
+    dt: float = 0.02  # control period (s)
+
+    @property
+    def seconds(self) -> float:
+        return (len(self.states) - 1) * self.dt
+
+    def summary(self) -> dict:
+        """Headline figures: distance, uprightness, latency, real-time factor."""
+        X = self.states
+        out = {
+            "seconds": self.seconds,
+            "closed_loop": self.closed_loop,
+            "fidelity": self.fidelity,
+            "forward_m": float(X[-1, 0] - X[0, 0]),
+            "distance_m": float(np.linalg.norm(X[-1, :2] - X[0, :2])),
+            "upright": bool(stays_up(X)),
+            "wall_seconds": self.wall_seconds,
+            "real_time_factor": self.seconds / self.wall_seconds if self.wall_seconds > 0 else float("nan"),
+        }
+        if self.latencies:
+            lat = np.asarray(self.latencies[1:] or self.latencies) * 1e3
+            out.update(
+                sampler_calls=len(self.latencies),
+                latency_ms_median=float(np.median(lat)),
+                latency_ms_p95=float(np.percentile(lat, 95)),
+                latency_ms_first=float(self.latencies[0] * 1e3),
+            )
+        for fid, R in self.replays.items():
+            out[f"replay_{fid}_upright"] = bool(stays_up(R))
+            out[f"replay_{fid}_forward_m"] = float(R[-1, 0] - R[0, 0])
+            out[f"replay_{fid}_drift_m"] = float(np.linalg.norm(R[-1, :2] - X[-1, :2]))
+        return out
+
+
+def _cond_at(policy, cond, t: float):
+    if policy.cond_dim is None:
+        return None
+    c = cond(t) if callable(cond) else cond
+    if c is None:
+        raise ValueError(f"cond: this checkpoint needs a {policy.cond_dim}-D conditioning (or a schedule)")
+    c = np.asarray(c, np.float32).reshape(1, -1)
+    if c.shape[1] != policy.cond_dim:
+        raise ValueError(f"cond: the checkpoint takes cond_dim={policy.cond_dim}, got {c.shape[1]}")
+    return c
+
+
+def rollout_long(
+    policy,
+    x0,
+    cond=None,
+    seconds: float = 10.0,
+    closed_loop: bool = False,
+    replan_every: int = 4,
+    fidelity: str = "same",
+    pushes: Sequence[Push] = (),
+    seed: int = 0,
+    ode_steps: int = 1,
+    replay: bool = True,
+) -> LongRollout:
+    """Generate ``seconds`` of motion from ``x0`` (37,) for a conditioning ``cond`` (C,) or a schedule
+    (a callable ``t -> (C,)``, see :func:`schedule_fn`), open or closed loop (module docstring).
+
+    Open loop with ``replay``: the chained actions are also replayed in MuJoCo C ("same" and
+    "reference"). Closed loop needs a model with actions (not ``state-fm``)."""
+    x0 = np.asarray(x0, np.float64).reshape(-1)
+    if x0.shape != (STATE_DIM,) or not np.all(np.isfinite(x0)):
+        raise ValueError(f"x0: expected {STATE_DIM} finite numbers, got shape {x0.shape}")
+    if not seconds > 0:
+        raise ValueError(f"--seconds: expected > 0, got {seconds}")
+    if fidelity not in ("same", "reference"):
+        raise ValueError(f"--fidelity: expected same or reference, got {fidelity!r}")
+    dt = policy.rollout.ctrl_dt
+    total = int(round(seconds / dt))
+    t_start = time.perf_counter()
+    if not closed_loop:
+        if pushes:
+            raise ValueError("--push needs --closed-loop: an open-loop plan cannot react to a push")
+        latencies: list[float] = []
+        X, U = policy.generate_open_loop(
+            x0[None],
+            lambda t: _cond_at(policy, cond, t),
+            seconds=total * dt,
+            rng=seed,
+            ode_steps=ode_steps,
+            timings=latencies,
+        )
+        X, U = X[0], None if U is None else U[0]
+        result = LongRollout(
+            X, U, _cond_series(policy, cond, total, dt), False, "generated", latencies, dt=dt
+        )
+        result.wall_seconds = time.perf_counter() - t_start
+        if replay and U is not None:
+            for fid in ("same", "reference"):
+                result.replays[fid] = replay_in_mujoco(policy.rollout, X[0], U, fid)
+        return result
+
+    if policy.method == "state-fm":
+        raise ValueError("--closed-loop: a states-only model (state-fm) has no actions to execute")
+    if replan_every < 1 or replan_every > policy.horizon:
+        raise ValueError(f"--replan-every: expected 1..{policy.horizon} (the horizon), got {replan_every}")
+    if fidelity == "same":
+        model, n_sub = policy.rollout.mj_model, policy.rollout.n_substeps
+    else:
+        model, n_sub = reference_model(policy.rollout)
+    data = mujoco.MjData(model)
+    trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "base")
+    x = x0.copy()
+    x[3:7] /= np.linalg.norm(x[3:7])
+    data.qpos[:] = x[:NQ]
+    data.qvel[:] = x[NQ:]
+    mujoco.mj_forward(model, data)
+    states, actions, latencies = [x.copy()], [], []
+    k, call = 0, 0
+    while k < total:
+        c = _cond_at(policy, cond, k * dt)
+        t0 = time.perf_counter()
+        _, U = policy.sample(states[-1][None].astype(np.float32), c, rng=seed + call, ode_steps=ode_steps)
+        latencies.append(time.perf_counter() - t0)
+        call += 1
+        targets = policy.rollout.targets(np.asarray(U[0], np.float64))
+        for j in range(min(replan_every, total - k)):
+            t = k * dt
+            force = np.zeros(2)
+            for p in pushes:
+                if p.at <= t < p.at + p.seconds:
+                    force += p.force
+            data.xfrc_applied[trunk, :2] = force
+            data.ctrl[:] = targets[j]
+            mujoco.mj_step(model, data, nstep=n_sub)
+            states.append(np.concatenate([data.qpos, data.qvel]))
+            actions.append(U[0, j])
+            k += 1
+    result = LongRollout(
+        np.asarray(states),
+        np.asarray(actions, np.float32),
+        _cond_series(policy, cond, total, dt),
+        True,
+        fidelity,
+        latencies,
+        dt=dt,
+    )
+    result.wall_seconds = time.perf_counter() - t_start
+    return result
+
+
+def _cond_series(policy, cond, total: int, dt: float) -> np.ndarray | None:
+    if policy.cond_dim is None:
+        return None
+    return np.concatenate([_cond_at(policy, cond, k * dt) for k in range(total)])
+
+
+def default_start(policy) -> np.ndarray:
+    """A settled standing state (the gait library's start) for models of the Go2 gait data."""
+    from dynaflow.demos.gaits import start_state
+
+    return start_state(policy.rollout)
+
+
+def check_gait_model(policy) -> None:
+    """Schedules produce the gait library's 7-D conditioning; other models need ``cond`` vectors."""
+    if policy.cond_dim != COND_DIM:
+        raise ValueError(
+            f"--schedule: gait schedules make {COND_DIM}-D conditionings (vx, vy, yaw rate, gait one-hot); "
+            f"this checkpoint takes cond_dim={policy.cond_dim}"
+        )

@@ -1,0 +1,107 @@
+"""`dynaflow demo` in its reduced mode, and the commands a user runs on its output (generate, render,
+sample), through the real code path."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from dynaflow.cli import main
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--out", str(out), "--budget-minutes", "1.5"]) == 0
+    return out
+
+
+def test_demo_writes_a_complete_report(demo_dir, capsys):
+    for name in ("report.md", "report.html", "metrics.json", "demo.json"):
+        assert (demo_dir / name).stat().st_size > 0, name
+    summary = json.loads((demo_dir / "demo.json").read_text())
+    assert set(summary["training"]) == {"dynaflow", "state-fm"}
+    assert all(r["steps"] >= 1 for r in summary["training"].values())
+    gaits = {r["gait"] for r in summary["generation"]}
+    assert gaits == {"trot", "pace", "bound", "pronk", "stand"}
+    assert set(summary["videos"]) == gaits
+    for rel in summary["videos"].values():
+        frames = iio.imread(demo_dir / rel)
+        assert frames.ndim == 4 and frames.shape[0] >= 10 and frames.std() > 5  # not blank
+    md = (demo_dir / "report.md").read_text()
+    assert "| metric | dynaflow | state-fm |" in md and "Generation per gait" in md
+    assert "dynaflow demo --out" in md  # the report says what produced it
+    for png in ("joints", "base", "contacts", "long_horizon", "sae_over_horizon"):
+        assert (demo_dir / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "walk_check" in summary and "passed" in summary["walk_check"]
+
+
+def test_generate_closed_loop_with_a_push_and_a_video(demo_dir, tmp_path, capsys):
+    out = tmp_path / "motion.npz"
+    args = [
+        "generate",
+        "--checkpoint",
+        str(demo_dir / "runs" / "dynaflow"),
+        "--schedule",
+        "trot:0.4:0.5,turn:0.3:0.6:0.5",
+    ]
+    args += [
+        "--seconds",
+        "1",
+        "--closed-loop",
+        "--replan-every",
+        "4",
+        "--push",
+        "40N@0.3s",
+        "--out",
+        str(out),
+    ]
+    args += ["--video", str(tmp_path / "motion.gif")]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "closed loop in MuJoCo C (same), replanning every 4 steps" in text and "latency median" in text
+    with np.load(out) as f:
+        assert f["states"].shape == (51, 37) and f["actions"].shape == (50, 12)
+        assert f["latencies"].shape == (13,)
+        np.testing.assert_allclose(f["conditionings"][0, :3], [0.4, 0, 0])
+        np.testing.assert_allclose(f["conditionings"][-1, :3], [0.3, 0, 0.6])
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["closed_loop"] and summary["sampler_calls"] == 13
+    assert iio.imread(tmp_path / "motion.gif").shape[0] == 51
+
+
+def test_generate_errors_are_one_line(demo_dir, capsys):
+    ckpt = str(demo_dir / "runs" / "dynaflow")
+    assert main(["generate", "--checkpoint", ckpt, "--schedule", "gallop:1:2"]) == 2
+    assert "unknown gait 'gallop'" in capsys.readouterr().err
+    assert main(["generate", "--checkpoint", ckpt, "--schedule", "trot:0.5:1", "--push", "30N@1s"]) == 2
+    assert "--push needs --closed-loop" in capsys.readouterr().err
+
+
+def test_render_checkpoint_with_ghost_and_npz(demo_dir, tmp_path, capsys):
+    from dynaflow.data import bundled_dataset
+
+    gif = tmp_path / "gen.gif"
+    args = [
+        "render",
+        "--checkpoint",
+        str(demo_dir / "runs" / "dynaflow"),
+        "--dataset",
+        str(bundled_dataset()),
+    ]
+    args += ["--seconds", "0.4", "--ghost-demo", "--width", "160", "--height", "90", "--out", str(gif)]
+    assert main(args) == 0
+    assert iio.imread(gif).shape[:3] == (21, 90, 160)
+    with np.load(tmp_path / "gen.npz") as f:  # the generated motion is saved next to the video
+        assert f["states"].shape == (21, 37) and f["demo"].shape == (21, 37)
+        states = f["states"][None]  # a batch of one: --sample picks from batches
+    npz = tmp_path / "states.npz"
+    np.savez(npz, states=states)
+    mp4 = tmp_path / "npz.mp4"
+    assert main(["render", "--npz", str(npz), "--out", str(mp4), "--width", "160", "--height", "90"]) == 0
+    assert iio.imread(mp4).shape[0] == states.shape[1]
+    assert main(["render", "--npz", str(npz), "--out", str(tmp_path / "x.avi")]) == 2
+    assert "x.avi" in capsys.readouterr().err
