@@ -67,6 +67,7 @@ def main() -> None:
     X_ref, cond = gather_windows(ds, index, H)
     sample_batched(policy, X_ref[:, 0], cond, args.batch, 1, 0)  # compile
     policy.sample(X_ref[:1, 0], cond[:1])
+    long_horizon_metrics(policy, ds, episodes, 0.4, args.long_per_gait)  # compiles its batch shape
 
     times: dict[str, float] = {}
 

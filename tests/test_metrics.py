@@ -94,3 +94,20 @@ def test_plausibility(rollout, episodes):
     assert worse["foot_penetration_max"] > clean["foot_penetration_max"] + 0.035
     assert worse["joint_limit_violation_max"] == pytest.approx(3.0 - 2.7227, abs=1e-3)
     assert worse["quat_norm_error_max"] == pytest.approx(0.1, abs=1e-6)
+
+
+def test_best_action_sae_explains_true_transitions_and_not_a_teleport(rollout, episodes):
+    """The best-action one-step SAE scores states alone: ~0 on a true demonstration (started from its own
+    actions), large where no action can explain a transition (a 0.5 m jump of the trunk)."""
+    X, U, _ = episodes
+    X, U = X[:, 40:61], U[:, 40:60]  # 2 x 20 transitions through foot contacts
+    std = np.ones(37)
+    true, _ = M.sae_best_action(rollout, X, std, iters=20, U0=U)
+    assert true["sae_best_action_max"] < 1e-3
+    zero, _ = M.sae_best_action(rollout, X, std, iters=20)  # from zero actions: searched
+    unsearched = M.error_stats(M.one_step_errors(rollout, X, np.zeros_like(U)), "x")["x_mean"]
+    assert zero["sae_best_action_mean"] < 0.5 * unsearched
+    Xt = X.copy()
+    Xt[:, 10:, 0] += 0.5
+    jump, errors = M.sae_best_action(rollout, Xt, std, iters=20, U0=U)
+    assert jump["sae_best_action_max"] > 0.4 and errors[:, 9, 0].min() > 0.4

@@ -254,6 +254,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         reference=not args.no_reference,
         long_seconds=args.long_seconds,
         long_per_group=args.long_per_gait,
+        best_action=not args.no_best_action,
     )
     out = Path(args.out)
     if out.suffix == ".json":
@@ -347,7 +348,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"sampler: {summary['sampler_calls']} calls, "
             f"latency median {summary['latency_ms_median']:.1f} ms, "
             f"p95 {summary['latency_ms_p95']:.1f} ms (first call {summary['latency_ms_first']:.0f} ms); "
-            f"{summary['real_time_factor']:.1f}x real time"
+            f"{summary['real_time_factor']:.1f}x real time "
+            f"({summary['real_time_factor_warm']:.1f}x after the first call)"
         )
     for fid in result.replays:
         print(
@@ -639,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="held-out demonstration NPZ")
     p.add_argument("--batch", type=int, default=32, help="samples per sampler call (default 32)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference-simulator replay")
+    p.add_argument(
+        "--no-best-action",
+        action="store_true",
+        help="skip the best-action one-step SAE (an action search per transition through MJX)",
+    )
     p.add_argument(
         "--long-seconds",
         type=float,

@@ -182,7 +182,7 @@ def _train(
 def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tuple[list[dict], dict]:
     """Every gait at its commands: ``settings.seconds`` chained open loop, replayed in MuJoCo C; a video
     of the first command of each gait."""
-    from dynaflow.demos.gaits import start_state
+    from dynaflow.demos.gaits import heading_velocity, start_state
     from dynaflow.render import render_motion
     from dynaflow.rollout_long import Segment, rollout_long
 
@@ -204,6 +204,12 @@ def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tupl
         for fid in ("same", "reference"):
             row[f"replay_{fid}_upright"] = s.get(f"replay_{fid}_upright")
             row[f"replay_{fid}_forward_m"] = s.get(f"replay_{fid}_forward_m")
+        executed = res.replays.get("same", res.states)
+        warm = int(round(1.0 / policy.rollout.ctrl_dt))
+        if len(executed) > warm + 2:  # achieved (vx, vy, yaw rate) in the heading frame, after 1 s
+            row["achieved_same"] = [
+                float(v) for v in heading_velocity(executed[warm:], policy.rollout.ctrl_dt)
+            ]
         rows.append(row)
         if gait not in videos:
             n = int(round(settings.video_seconds / policy.rollout.ctrl_dt)) + 1
@@ -231,10 +237,12 @@ def _generation_section(rows: list[dict]) -> dict:
         "title": "Generation per gait (DynaFlow, chained open loop, replayed in MuJoCo C)",
         "text": "Each row: the gait and command (vx m/s, vy m/s, yaw rate rad/s) held for the whole motion, "
         "chained windows from a settled standing state; the generated actions are replayed open loop in "
-        "MuJoCo C with the training simulator (same) and the converged reference simulator.",
+        "MuJoCo C with the training simulator (same) and the converged reference simulator. Commanded "
+        "forward is vx × duration (a turning command curves away from the x axis).",
         "header": [
             "gait / command",
             "seconds",
+            "achieved vx, yaw rate in MuJoCo C (same) after 1 s",
             "commanded forward [m]",
             "generated forward [m]",
             "replay same: upright, forward [m]",
@@ -245,7 +253,10 @@ def _generation_section(rows: list[dict]) -> dict:
             [
                 f"{r['gait']} ({', '.join(f'{v:g}' for v in r['command'])})",
                 f"{r['seconds']:.1f}",
-                f"{r['commanded_forward_m']:.2f}",
+                "n/a"
+                if r.get("achieved_same") is None
+                else f"{r['achieved_same'][0]:.2f} m/s, {r['achieved_same'][2]:.2f} rad/s",
+                f"{r['commanded_forward_m']:.2f}" + (" (turning)" if r["command"][2] else ""),
                 f"{r['generated_forward_m']:.2f}",
                 f"{yes(r['replay_same_upright'])}, {num(r['replay_same_forward_m'], '.2f')}",
                 f"{yes(r['replay_reference_upright'])}, {num(r['replay_reference_forward_m'], '.2f')}",
@@ -286,7 +297,7 @@ def run_demo(
             f"(vx, vy, yaw rate, gait one-hot), got {ds.cond_dim}"
         )
     print(
-        f"DynaFlow demo: {ds.num_episodes} bundled gait episodes ({data.name}), budget {budget_minutes:g} min"
+        f"DynaFlow demo: {ds.num_episodes} gait episodes ({data.name}), budget {budget_minutes:g} min"
         f"{' (reduced mode)' if budget_minutes < 5 else ''}, output in {out}/",
         file=sys.stderr,
     )

@@ -175,6 +175,8 @@ class LongRollout:
                 latency_ms_p95=float(np.percentile(lat, 95)),
                 latency_ms_first=float(self.latencies[0] * 1e3),
             )
+            warm = self.wall_seconds - self.latencies[0]  # without the first call (its compile)
+            out["real_time_factor_warm"] = self.seconds / warm if warm > 0 else float("nan")
         for fid, R in self.replays.items():
             out[f"replay_{fid}_upright"] = bool(stays_up(R))
             out[f"replay_{fid}_forward_m"] = float(R[-1, 0] - R[0, 0])

@@ -12,6 +12,8 @@ samples from a checkpoint and puts them together. What :func:`evaluate_run` repo
   *are* a rollout of its actions, so this is MJX-vs-C agreement, ~1e-5); ``sae_one_step_*`` each
   generated x_{k+1} vs one simulated step from the generated x_k with u_k. A states-only baseline
   (``state-fm``) has no actions: n/a (NaN); ``state-fm-id`` is scored with its inverse-dynamics actions.
+  ``sae_best_action_*`` scores every model the same way: the one-step error with the best action for
+  each transition (Adam through MJX's control step, from the model's own actions when it has them).
 * **Reference divergence / executability**: the actions replayed open loop in the converged "reference"
   simulator: ``ref_div_*`` state divergence, ``exec_reference_success`` upright fraction,
   ``exec_reference_drift_*`` final horizontal drift (m).
@@ -86,11 +88,19 @@ def _nan_keys(prefix: str, stats: tuple[str, ...]) -> dict[str, float]:
     return {f"{prefix}_{s}": NAN for s in stats}
 
 
-def window_metrics(policy, X_gen, U_gen, X_ref, reference: bool = True) -> tuple[dict, np.ndarray | None]:
-    """TRE, both SAE forms, reference divergence and executability, plausibility, MMD and diversity of
-    generated windows against the demonstrations; also the mean one-step SAE per step (H,)."""
+def window_metrics(
+    policy, X_gen, U_gen, X_ref, reference: bool = True, best_action: bool = True
+) -> tuple[dict, np.ndarray | None]:
+    """TRE, both SAE forms (and the best-action one-step SAE), reference divergence and executability,
+    plausibility, MMD and diversity of generated windows against the demonstrations; also the mean
+    one-step SAE per step (H,) (best-action form for a states-only model)."""
     out = dict(trajectory_errors(X_gen, X_ref, policy.normalizer.std))
     per_step = None
+    if best_action:
+        stats, errors = M.sae_best_action(policy.rollout, X_gen, policy.normalizer.std, U0=U_gen)
+        out.update(stats)
+        if U_gen is None:
+            per_step = errors.mean(axis=(0, 2))
     if U_gen is None:  # a states-only generator: nothing to replay
         out.update(_nan_keys("sae", ("max", "mean")))
         out.update(_nan_keys("sae_one_step", ("max", "mean")))
@@ -196,6 +206,7 @@ def evaluate_run(
     reference: bool = True,
     long_seconds: float = 10.0,
     long_per_group: int = 2,
+    best_action: bool = True,
 ) -> dict:
     """Every metric for one checkpoint: ``{"metrics": {...}, "plots": {...}}`` (plots: arrays for the
     report). ``long_seconds=0`` skips the long-horizon part."""
@@ -225,7 +236,7 @@ def evaluate_run(
         "dataset": str(dataset),
         "episodes": which,
     }
-    window, per_step = window_metrics(policy, X_gen, U_gen, X_ref, reference)
+    window, per_step = window_metrics(policy, X_gen, U_gen, X_ref, reference, best_action)
     metrics.update(window)
     warm = times[1:] or times
     metrics["sample_seconds_per_batch"] = float(np.median(warm))

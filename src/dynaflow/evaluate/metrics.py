@@ -76,6 +76,71 @@ def sae_one_step(rollout: Rollout, X: np.ndarray, U: np.ndarray) -> dict[str, fl
     return error_stats(one_step_errors(rollout, X, U), "sae_one_step")
 
 
+def sae_best_action(
+    rollout: Rollout, X: np.ndarray, std: np.ndarray, iters: int = 60, lr: float = 0.1, U0=None
+) -> tuple[dict[str, float], np.ndarray]:
+    """One-step SAE with the *best* action: for each k, min_u |x_{k+1} − f(x_k, u)|, the action found by
+    Adam (``iters`` steps from ``U0`` or zero; each transition keeps its best iterate, so starting from
+    a model's own actions never scores worse than they do) on the squared error in normalised units
+    (÷ ``std``) through MJX's differentiable control step. It scores any generator, states-only ones
+    included: it is small only if some action explains each generated transition. Returns the stats
+    and the errors ``(B, H, 37)`` (in MuJoCo C, float64, with the actions found)."""
+    import jax.numpy as jnp
+
+    X = np.asarray(X, np.float32)
+    B, T = X.shape[:2]
+    xs = jnp.asarray(X[:, :-1].reshape(-1, X.shape[-1]))
+    xn = jnp.asarray(X[:, 1:].reshape(-1, X.shape[-1]))
+    w = jnp.asarray(1.0 / np.asarray(std, np.float32) ** 2)
+    u0 = (
+        jnp.zeros((len(xs), rollout.mj_model.nu))
+        if U0 is None
+        else jnp.asarray(U0, jnp.float32).reshape(len(xs), -1)
+    )
+    U = _best_actions(rollout, iters, lr)(xs, xn, w, u0)
+    U = np.asarray(U, np.float64).reshape(B, T - 1, -1)
+    errors = one_step_errors(rollout, X, U)
+    return error_stats(errors, "sae_best_action"), errors
+
+
+_BEST_ACTION_FNS: dict = {}
+
+
+def _best_actions(rollout: Rollout, iters: int, lr: float):
+    """A cached jit of Adam on the one-step error, vmapped over transitions."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    key = (rollout, iters, lr)
+    if key in _BEST_ACTION_FNS:
+        return _BEST_ACTION_FNS[key]
+    step = jax.vmap(rollout.step)
+    tx = optax.adam(lr)
+
+    def run(xs, xn, w, u0):
+        def losses(u):  # one per transition: they are independent, so their sum's gradient is each one's
+            return jnp.mean(w * jnp.square(step(xs, u) - xn), axis=-1)
+
+        def body(carry, _):
+            u, opt, best_u, best = carry
+            value, vjp = jax.vjp(losses, u)
+            (g,) = vjp(jnp.ones_like(value))
+            better = value < best  # keep each transition's best iterate (the start included)
+            best_u = jnp.where(better[:, None], u, best_u)
+            best = jnp.where(better, value, best)
+            upd, opt = tx.update(g, opt, u)
+            return (optax.apply_updates(u, upd), opt, best_u, best), None
+
+        init = (u0, tx.init(u0), u0, jnp.full(len(u0), jnp.inf))
+        (u, _, best_u, best), _ = jax.lax.scan(body, init, None, length=iters)
+        last = losses(u)
+        return jnp.where((last < best)[:, None], u, best_u)
+
+    _BEST_ACTION_FNS[key] = jax.jit(run)
+    return _BEST_ACTION_FNS[key]
+
+
 def executability(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str = "reference") -> dict:
     """Open-loop replay of U from x0: success rate (stays up) and final horizontal base drift (m)."""
     X = np.asarray(X, np.float64)

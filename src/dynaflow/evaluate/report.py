@@ -179,6 +179,16 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("sae_one_step_mean", "SAE mean (one-step form)", _sci, "min", "the same, mean."),
     Row(
+        "sae_best_action_max",
+        "SAE max (one-step, best action)",
+        _sci,
+        "min",
+        "max over samples, k and dimensions of |x_{k+1} − f(x_k, u*_k)| with u*_k the action that best "
+        "explains the transition (Adam on the normalised squared error through MJX's control step, started "
+        "from the model's own action when it has one): scores every generator, states-only ones included.",
+    ),
+    Row("sae_best_action_mean", "SAE mean (one-step, best action)", _sci, "min", "the same, mean."),
+    Row(
         "ref_div_max",
         "divergence vs reference sim, max",
         _sci,
