@@ -124,6 +124,11 @@ def test_sample_and_evaluate_a_trained_checkpoint(trained_run, synthetic_npz, tm
     assert "SAE rollout form (same sim)" in table and "TRE joint_pos" in table
     m = json.loads(metrics_path.read_text())
     assert m["episodes"].startswith("held-out")  # the run's validation episodes: 14 windows of H = 8
-    assert m["num_samples"] == 14 and m["long_same_success"] == 1.0 and m["sae_max"] <= 1e-3 and np.isfinite(m["ref_div_max"])
+    assert (
+        m["num_samples"] == 14
+        and m["long_same_success"] == 1.0
+        and m["sae_max"] <= 1e-3
+        and np.isfinite(m["ref_div_max"])
+    )
     assert 0 < m["tre"] < 1.0 and m["use_ema"] is True
     assert m["sae_one_step_max"] <= 1e-3 and 0 <= m["exec_reference_success"] <= 1 and "mmd_rbf" in m
