@@ -85,6 +85,8 @@ def test_baselines_in_the_same_evaluation(baseline_runs, trained_run, synthetic_
     assert m["dynaflow"]["sae_one_step_max"] < 1e-3 and m["bc"]["sae_one_step_max"] < 1e-3
     assert m["state-fm-id"]["sae_one_step_max"] > m["dynaflow"]["sae_one_step_max"]  # states != f(x, ID)
     assert m["dynaflow"]["quat_norm_error_max"] < 1e-5  # a rollout keeps unit quaternions
+    # the best-action SAE scores the states-only model too: no action explains its transitions
+    assert m["state-fm"]["sae_best_action_max"] > 100 * m["dynaflow"]["sae_best_action_max"]
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| metric | dynaflow | state-fm | state-fm-id | bc |" in md
     assert (tmp_path / "report" / "report.html").read_text().count("data:image/png;base64") >= 3

@@ -114,6 +114,7 @@ def test_sample_and_evaluate_a_trained_checkpoint(trained_run, synthetic_npz, tm
                 "4",
                 "--long-seconds",
                 "1",
+                "--no-best-action",
                 "--out",
                 str(metrics_path),
             ]

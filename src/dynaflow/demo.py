@@ -56,6 +56,7 @@ class DemoSettings:
     long_per_gait: int = 2
     video_size: tuple[int, int] = (480, 270)
     video_seconds: float = 10.0
+    reduced: bool = False  # the quick mode: one command per gait, no best-action SAE
 
 
 def settings_for(budget_minutes: float) -> DemoSettings:
@@ -76,6 +77,7 @@ def settings_for(budget_minutes: float) -> DemoSettings:
         video_seconds=0.5,
         dynaflow_share=0.35,
         state_fm_share=0.15,
+        reduced=True,
     )
 
 
@@ -187,7 +189,8 @@ def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tupl
     from dynaflow.rollout_long import Segment, rollout_long
 
     x0 = start_state(policy.rollout)
-    jobs = [(g, c) for g, cmds in GAIT_COMMANDS.items() for c in cmds]
+    per_gait = 1 if settings.reduced else None
+    jobs = [(g, c) for g, cmds in GAIT_COMMANDS.items() for c in cmds[:per_gait]]
     rows, videos = [], {}
     for i, (gait, command) in enumerate(jobs):
         cond = Segment(gait, command, settings.seconds).cond()
@@ -359,6 +362,7 @@ def run_demo(
         num_samples=settings.eval_samples,
         long_seconds=settings.seconds,
         long_per_group=settings.long_per_gait,
+        best_action=not settings.reduced,
         seed=seed,
     )
     bar.done("evaluated DynaFlow and state-fm")

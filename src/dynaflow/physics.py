@@ -458,6 +458,9 @@ def _check_implicit_supported(model: mujoco.MjModel) -> None:
         )
 
 
+_ROLLOUTS: dict = {}
+
+
 def create_go2_rollout(
     xml_path: str | Path | None = None,
     ctrl_dt: float = 0.02,
@@ -477,7 +480,31 @@ def create_go2_rollout(
       remat: wrap each control step in ``jax.checkpoint`` (memory ~linear in H, ~1.3x compute).
       gradient: ``"implicit"`` (fast, default) or ``"unrolled"`` (plain ``mjx.step``).
       default_pose: 12 joint angles the actions are offsets from; the ``home`` keyframe's by default.
+
+    Equal arguments return the same :class:`Rollout` object (per process), so every checkpoint, policy
+    and command built on it shares its compiled functions (samplers, replanning) instead of compiling
+    them again. Treat its models as read-only (``reference_model`` copies).
     """
+    args = (xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose)
+    try:
+        key = (
+            None if xml_path is None else str(Path(xml_path).resolve()),
+            float(ctrl_dt),
+            n_substeps,
+            float(action_scale),
+            bool(remat),
+            gradient,
+            None if default_pose is None else tuple(float(v) for v in np.ravel(default_pose)),
+        )
+        hash(key)
+    except (TypeError, ValueError):
+        return _build_rollout(*args)  # raises the argument's own error
+    if key not in _ROLLOUTS:
+        _ROLLOUTS[key] = _build_rollout(*args)
+    return _ROLLOUTS[key]
+
+
+def _build_rollout(xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose) -> Rollout:
     if not (ctrl_dt > 0 and math.isfinite(ctrl_dt)):
         raise ValueError(f"ctrl_dt: expected a positive number of seconds, got {ctrl_dt!r}")
     if int(n_substeps) != n_substeps or n_substeps < 1:
@@ -565,7 +592,9 @@ def replay_in_mujoco(
     for b in range(batch):
         mujoco.mj_resetData(model, data)
         x = x0b[b].copy()
-        x[3:7] /= np.linalg.norm(x[3:7])
+        norm = np.linalg.norm(x[3:7])
+        # a degenerate quaternion (a states-only generator can output one) starts upright instead of NaN
+        x[3:7] = x[3:7] / norm if norm > 1e-9 else (1.0, 0.0, 0.0, 0.0)
         data.qpos[:] = x[:NQ]
         data.qvel[:] = x[NQ:]
         out[b, 0] = x
