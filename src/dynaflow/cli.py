@@ -377,16 +377,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     ghost = None
     if args.checkpoint:
         from dynaflow.data import bundled_dataset, load_dataset
-        from dynaflow.evaluate import held_out_episodes
+        from dynaflow.evaluate import check_conditioning, held_out_episodes
         from dynaflow.rollout_long import rollout_long
 
         policy = _load_policy(args)
         ds = load_dataset(args.dataset or bundled_dataset())
-        if (ds.cond_dim or None) != policy.cond_dim:
-            raise ValueError(
-                f"{ds.source}: key 'conditionings': the checkpoint takes cond_dim={policy.cond_dim}, "
-                f"the dataset has {ds.cond_dim}"
-            )
+        check_conditioning(policy, ds)
         episode = args.episode if args.episode is not None else int(held_out_episodes(policy, ds)[0][0])
         if not 0 <= episode < ds.num_episodes:
             raise ValueError(f"--episode: expected 0..{ds.num_episodes - 1}, got {episode}")

@@ -47,6 +47,15 @@ NAN = float("nan")
 WARMUP_SECONDS = 1.0  # tracking and gait phases are measured after this transient
 
 
+def check_conditioning(policy, ds: Dataset) -> None:
+    """One-line error when the dataset's conditioning does not fit the checkpoint's."""
+    if (ds.cond_dim or None) != policy.cond_dim:
+        raise ValueError(
+            f"{ds.source}: key 'conditionings': the checkpoint takes cond_dim={policy.cond_dim}, "
+            f"the dataset has {ds.cond_dim}"
+        )
+
+
 def held_out_episodes(policy, ds: Dataset) -> tuple[np.ndarray, str]:
     """The checkpoint's validation episodes when ``ds`` is its training data, else every episode."""
     train = policy.config.get("train", {})
@@ -215,11 +224,7 @@ def evaluate_run(
             f"--num-samples, --batch and --ode-steps must be >= 1, got {num_samples}, {batch}, {ode_steps}"
         )
     ds = load_dataset(dataset)
-    if (ds.cond_dim or None) != policy.cond_dim:
-        raise ValueError(
-            f"{ds.source}: key 'conditionings': the checkpoint takes cond_dim={policy.cond_dim}, "
-            f"the dataset has {ds.cond_dim}"
-        )
+    check_conditioning(policy, ds)
     H = policy.horizon
     episodes, which = held_out_episodes(policy, ds)
     index = window_index(ds, episodes, H, stride=H)
@@ -299,11 +304,6 @@ def evaluate_report(
         runs.append(run)
         log(f"evaluated {ckpt} ({policy.method}) in {time.perf_counter() - t0:.0f} s")
     return write_report(out_dir, runs, provenance, sections)
-
-
-def evaluate_checkpoint(policy, dataset: str | Path, **kwargs) -> dict:
-    """The metrics of :func:`evaluate_run` (no plot arrays)."""
-    return evaluate_run(policy, dataset, **kwargs)["metrics"]
 
 
 def _fmt(value, spec: str) -> str:
