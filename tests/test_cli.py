@@ -31,6 +31,34 @@ def test_train_bad_data_is_one_line(tmp_path, capsys):
     assert "--data is required" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--coordinator", "localhost:1234"], "--coordinator needs --num-processes and --process-id as well"),
+        (["--num-processes", "2", "--process-id", "0"], "--num-processes / --process-id need --coordinator"),
+        (
+            ["--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "2"],
+            "--process-id must be in [0, 2), got 2",
+        ),
+        (["--coordinator", "node0", "--num-processes", "2", "--process-id", "0"], "must be HOST:PORT"),
+        (
+            ["--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "0"],
+            "must run before any JAX computation",
+        ),
+    ],
+)
+def test_train_multi_process_flags_are_checked(flags, message, tmp_path, capsys):
+    """Bad multi-process layouts fail in one line before anything connects (this process has already
+    computed, so even a good layout is refused: initialization must come first)."""
+    import jax.numpy as jnp
+
+    jnp.zeros(1).block_until_ready()
+    code = main(["train", "--data", "x.npz", "--save-dir", str(tmp_path / "r"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("dynaflow train: error: ") and message in err, err
+    assert "\n" not in err and not (tmp_path / "r").exists()
+
+
 def test_train_asks_for_wandb_when_missing(synthetic_npz, tmp_path):
     try:
         import wandb  # noqa: F401

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -81,44 +81,84 @@ def test_nonfinite_updates_are_skipped_then_stop_the_run(small_config, rollout, 
     assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(fresh))
 
 
-TWO_DEVICE_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import jax, jax.numpy as jnp, numpy as np
-    from dynaflow.cli import enable_compilation_cache
-    enable_compilation_cache()
-    from dynaflow.train import TrainConfig, train
-    cfg = TrainConfig(**json.loads(sys.argv[1]))
-    res = train(cfg, progress=False)
-    losses = [h["train_loss"] for h in res.history if "train_loss" in h]
-    leaves = jax.tree.leaves(res.state.params)
-    print(json.dumps({"devices": jax.local_device_count(), "losses": losses,
-                      "checksum": float(sum(jnp.sum(jnp.abs(x)) for x in leaves))}))
-    """
-)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
 
 
-def test_two_devices_match_one(small_config, tmp_path):
-    """The batch is sharded over devices: 2 forced host devices give the same losses as 1."""
-    results = {}
-    for n in (1, 2):
-        cfg = small_config(
-            save_dir=str(tmp_path / f"d{n}"), epochs=1, steps_per_epoch=4, log_every=1, val_fraction=0.0
-        )
-        env = {
+def _train_cmd(cfg, save_dir) -> list[str]:
+    flags = dict(
+        data=cfg.data,
+        batch=cfg.batch,
+        horizon=cfg.horizon,
+        lr=cfg.lr,
+        ema_decay=cfg.ema_decay,
+        stride=cfg.stride,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        depth=cfg.depth,
+        dropout=cfg.dropout,
+        epochs=1,
+        steps_per_epoch=4,
+        log_every=1,
+        val_windows=16,
+        save_dir=save_dir,
+    )
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]
+    return [sys.executable, "-m", "dynaflow.cli", "train", *args]
+
+
+def test_two_processes_of_two_devices_match_one_device(small_config, tmp_path):
+    """Data parallel over devices and over processes (hosts): `dynaflow train --coordinator` in two
+    processes with two CPU devices each (4 devices, Gloo collectives) gives the losses, validation
+    scores and parameters of one process on one device. Only process 0 writes files."""
+    cfg = small_config()
+
+    def env(n_local):
+        return {
             **os.environ,
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_local}",
             "JAX_PLATFORMS": "cpu",
         }
-        proc = subprocess.run(
-            [sys.executable, "-c", TWO_DEVICE_SCRIPT, json.dumps(cfg.__dict__)],
-            capture_output=True,
+
+    one = subprocess.run(
+        _train_cmd(cfg, str(tmp_path / "one")), capture_output=True, text=True, env=env(1), timeout=900
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            _train_cmd(cfg, str(tmp_path / f"p{pid}"))
+            + [f"--coordinator=localhost:{port}", "--num-processes=2", f"--process-id={pid}"]
+            + ["--time-budget=3600"],  # budget checks are agreed between processes each step
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            env=env,
-            timeout=900,
+            env=env(2),
         )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert results[1]["devices"] == 1 and results[2]["devices"] == 2
-    np.testing.assert_allclose(results[2]["losses"], results[1]["losses"], rtol=2e-4)
-    np.testing.assert_allclose(results[2]["checksum"], results[1]["checksum"], rtol=1e-4)
+        for pid in (0, 1)
+    ]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "4 cpu device(s) in 2 processes" in outs[0][1]
+    assert "process 1: trained 4 steps; process 0 wrote the files" in outs[1][0]
+    assert not (tmp_path / "p1").exists()  # process 1 writes nothing
+
+    def records(run):
+        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    ref, got = records("one"), records("p0")
+    assert [r["step"] for r in got] == [r["step"] for r in ref] == [0, 1, 2, 3, 4, 4]
+    for key in ("train_loss", "val_loss", "val_tre", "grad_norm"):
+        a = [r[key] for r in ref if key in r]
+        b = [r[key] for r in got if key in r]
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(b, a, rtol=2e-4, err_msg=key)
+    pa = jax.tree.leaves(load_checkpoint(tmp_path / "one" / "last")["params"])
+    pb = jax.tree.leaves(load_checkpoint(tmp_path / "p0" / "last")["params"])
+    # Adam moves a parameter whose gradient is ~0 by ~lr either way, so compare the whole vector.
+    diff = np.sqrt(sum(np.sum((np.asarray(b) - np.asarray(a)) ** 2) for a, b in zip(pa, pb, strict=True)))
+    norm = np.sqrt(sum(np.sum(np.asarray(a) ** 2) for a in pa))
+    assert diff <= 1e-4 * norm, (diff, norm)

@@ -171,6 +171,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train DynaFlow on a demonstration NPZ (or resume a run)."""
     from dynaflow.train import TrainConfig, config_from_checkpoint, train
 
+    if args.distributed or args.coordinator is not None or args.num_processes is not None:
+        from dynaflow import distributed
+
+        local_ids = None
+        if args.local_device_ids is not None:
+            local_ids = [int(v) for v in _parse_floats(args.local_device_ids, "--local-device-ids")]
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, local_ids)
     kwargs = {field: getattr(args, field) for field, _, _ in _TRAIN_FLAGS.values()}
     kwargs["weights"] = _parse_weights(args.weights)
     given = {k: v for k, v in kwargs.items() if v is not None}
@@ -181,7 +188,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("--data is required (or --resume a run)")
         config = TrainConfig(**given)
     result = train(config, resume=args.resume, progress=not args.quiet)
-    print(f"trained {int(result.state.step)} steps; checkpoints in {result.run_dir} (last, best, epoch_*)")
+    import jax
+
+    steps = int(result.state.step)
+    if jax.process_index() == 0:
+        print(f"trained {steps} steps; checkpoints in {result.run_dir} (last, best, epoch_*)")
+    else:
+        print(f"process {jax.process_index()}: trained {steps} steps; process 0 wrote the files")
     return 0
 
 
@@ -599,6 +612,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run exactly from a checkpoint (or a run directory's last one)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    g = p.add_argument_group(
+        "several processes / hosts",
+        "run the same command in every process; --batch is the global batch, process 0 writes the files",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run whose layout JAX detects (SLURM, Open MPI, JAX_* variables)",
+    )
+    g.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (explicit layout)")
+    g.add_argument("--num-processes", type=int, default=None, help="number of processes (explicit layout)")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. N-1")
+    g.add_argument(
+        "--local-device-ids", default=None, help="the local devices this process uses, e.g. 0,1 (default all)"
+    )
     p.set_defaults(func=cmd_train)
 
     def checkpoint_args(p, many=False):

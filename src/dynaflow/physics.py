@@ -151,6 +151,12 @@ def _x64() -> bool:
     return jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64
 
 
+def local_device() -> jax.Device:
+    """This process's first device. MJX's ``put_model`` / ``make_data`` default to ``jax.devices()[0]``,
+    which in a multi-process run belongs to process 0; every MJX placement here names this one instead."""
+    return jax.local_devices()[0]
+
+
 def _as_array(value, dtype) -> np.ndarray | jax.Array:
     """Array-ify an argument, keeping tracers as they are."""
     if isinstance(value, jax.core.Tracer):
@@ -237,14 +243,14 @@ class Rollout:
         x64 = _x64()
         if x64 not in self._mjx_models:
             with jax.ensure_compile_time_eval():  # concrete arrays even when first called under a trace
-                self._mjx_models[x64] = mjx.put_model(self.sim_model)
+                self._mjx_models[x64] = mjx.put_model(self.sim_model, device=local_device())
         return self._mjx_models[x64]
 
     def _control_step(self, x: jax.Array, u: jax.Array) -> jax.Array:
         """One control step of the law from state x (37,) with action u (12,): x_next (37,). Traceable."""
         m = self._mjx_model()
         step = _mjx_step_implicit if self.gradient == "implicit" else mjx.step
-        template = mjx.make_data(m)
+        template = mjx.make_data(m, device=local_device())
         dtype = template.qpos.dtype
 
         def substep(carry, ctrl):

@@ -1,8 +1,9 @@
 """Training: AdamW + warmup/cosine, global-norm clipping, EMA, a data-parallel train step, the loop, resume.
 
 The step is a pure function of a small :class:`TrainState` pytree (Brax style); ``jax.jit`` sits at the
-edge. The batch is sharded over every local device along one ``data`` mesh axis and the state is
-replicated, so one code path serves a laptop, one GPU and several.
+edge. The batch is sharded along one ``data`` mesh axis over every device of every process and the state
+is replicated, so one code path serves a laptop, one GPU, several, and several hosts
+(:mod:`dynaflow.distributed`: each process loads its block of the batch, process 0 writes the files).
 
 Reproducibility: the per-step random key is ``fold_in(seed key, step)`` and epoch ``e``'s window order is
 a permutation drawn from ``(seed, e)``, so a run resumed from any checkpoint continues exactly as if it had
@@ -29,6 +30,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from dynaflow import distributed
 from dynaflow.checkpoint import load_checkpoint, read_config, resolve_checkpoint, save_checkpoint
 from dynaflow.data import (
     Dataset,
@@ -249,15 +251,6 @@ class TrainResult:
     model: Any
 
 
-def _mesh():
-    devices = jax.local_devices()
-    # Auto axes: XLA propagates the batch sharding through the MJX scan (explicit sharding-in-types
-    # would need every scatter inside MJX annotated).
-    return jax.make_mesh(
-        (len(devices),), ("data",), devices=devices, axis_types=(jax.sharding.AxisType.Auto,)
-    )
-
-
 class _Progress:
     """A one-line progress bar on a terminal; plain per-epoch lines otherwise (logs, CI)."""
 
@@ -330,20 +323,13 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None, normalizer
     return dataset, train_idx, val_idx, normalizer
 
 
-def _shard_batch(X, c, sharding, A=None):
-    X = jax.device_put(np.asarray(X, np.float32), sharding)
-    c = None if c is None else jax.device_put(np.asarray(c, np.float32), sharding)
-    if A is None:
-        return X, c
-    return X, c, jax.device_put(np.asarray(A, np.float32), sharding)
-
-
 def _batch(dataset: Dataset, rows: np.ndarray, config: TrainConfig, sharding):
-    """(X1, cond, A1) on the devices; A1 (recorded actions) only for the methods that learn from them."""
-    X, c = gather_windows(dataset, rows, config.horizon)
-    if config.method not in ("state-fm-id", "bc"):
-        return (*_shard_batch(X, c, sharding), None)
-    return _shard_batch(X, c, sharding, gather_actions(dataset, rows, config.horizon))
+    """(X1, cond, A1) of the global batch ``rows`` on the devices; A1 (recorded actions) only for the
+    methods that learn from them. Each process gathers and uploads only its own block of the rows."""
+    mine = distributed.local_rows(rows)
+    X, c = gather_windows(dataset, mine, config.horizon)
+    A = gather_actions(dataset, mine, config.horizon) if config.method in ("state-fm-id", "bc") else None
+    return tuple(None if v is None else distributed.global_batch(v, sharding, len(rows)) for v in (X, c, A))
 
 
 def train(
@@ -368,10 +354,14 @@ def train(
         config, dataset, None if resume_ckpt is None else resume_ckpt["normalizer"]
     )
 
-    n_dev = jax.local_device_count()
+    n_dev = jax.device_count()  # every device of every process (see dynaflow.distributed)
     if config.batch % n_dev:
-        raise ValueError(f"--batch {config.batch} must be divisible by the {n_dev} local devices")
-    mesh = _mesh()
+        raise ValueError(
+            f"--batch {config.batch} must be divisible by the {n_dev} devices"
+            + (f" of {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        )
+    mesh = distributed.data_mesh()
+    main = distributed.is_main()  # only process 0 writes checkpoints, metrics and logs
     data_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())
 
@@ -418,19 +408,21 @@ def train(
     state = jax.device_put(state, replicated)
 
     run_dir = Path(config.save_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     step_fn = jax.jit(make_train_step(model, rollout, tx, config), donate_argnums=0)
     val_loss_fn, sampler = make_eval_fns(model, rollout, config)
     val_key = jax.random.fold_in(run_key, 2**30)
-    wb = _wandb_run(config, run_dir)
-    bar = _Progress(progress)
+    wb = _wandb_run(config, run_dir) if main else None
+    bar = _Progress(progress and main)
     history: list[dict] = []
-    metrics_file = open(run_dir / "metrics.jsonl", "a")
+    metrics_file = open(run_dir / "metrics.jsonl", "a") if main else None
 
     def log(record: dict) -> None:
         history.append(record)
-        metrics_file.write(json.dumps(record) + "\n")
-        metrics_file.flush()
+        if metrics_file is not None:
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
         if wb is not None:
             wb.log(record, step=record["step"])
         if hook is not None:
@@ -456,7 +448,9 @@ def train(
         }
 
     def save(names: list[str], step: int, epoch: int, best: float) -> None:
-        host = jax.device_get(state)  # once for all the names
+        if not main:
+            return
+        host = jax.device_get(state)  # once for all the names (replicated: readable on every process)
         full = {"params": host.params, "normalizer": normalizer_vars}
         ema = {"params": host.ema, "normalizer": normalizer_vars}
         meta = ckpt_config(step, epoch, best)
@@ -482,7 +476,9 @@ def train(
     step = int(state.step)
     bar.line(
         f"training on {len(train_idx)} windows ({len(val_idx)} validation) of H={config.horizon}, "
-        f"{steps_per_epoch} steps/epoch, {n_dev} {jax.devices()[0].platform} device(s); run dir {run_dir}"
+        f"{steps_per_epoch} steps/epoch, {n_dev} {jax.devices()[0].platform} device(s)"
+        + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        + f"; run dir {run_dir}"
     )
     try:
         if step == 0 and len(val_idx):  # the untrained model's score: what every epoch is read against
@@ -495,8 +491,8 @@ def train(
             for i in range(offset, steps_per_epoch):
                 if step >= total_steps:
                     break
-                out_of_time = (
-                    config.time_budget_s is not None and time.perf_counter() - t_start > config.time_budget_s
+                out_of_time = config.time_budget_s is not None and distributed.agree(
+                    time.perf_counter() - t_start > config.time_budget_s  # process 0's clock decides
                 )
                 if out_of_time and step > 0:  # at least one update, so a checkpoint exists
                     total_steps = step  # out of time: validate and save this as the last step
@@ -567,8 +563,10 @@ def train(
                 )
                 + (f", skipped {int(state.skipped)}" if int(state.skipped) else "")
             )
+        distributed.barrier("dynaflow-train-done")  # process 0 has written the last checkpoint
     finally:
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
         if wb is not None:
             wb.finish()
     return TrainResult(state=state, run_dir=run_dir, history=history, normalizer=normalizer, model=model)
@@ -579,7 +577,7 @@ def _validate(
 ) -> dict:
     """Validation loss and TRE of one-step samples, with the EMA parameters, over fixed windows."""
     losses, gens, refs = [], [], []
-    n_dev = jax.local_device_count()
+    n_dev = jax.device_count()
     variables = {"params": state.ema, "normalizer": normalizer_vars}
     for j in range(0, len(val_idx), config.batch):
         rows = val_idx[j : j + config.batch]
@@ -587,11 +585,11 @@ def _validate(
         pad = (-n) % n_dev  # keep the batch divisible by the devices
         rows = np.concatenate([rows, rows[:1].repeat(pad, 0)]) if pad else rows
         Xs, cs, As = _batch(dataset, rows, config, data_sharding)
-        X1 = np.asarray(Xs)
+        X1 = gather_windows(dataset, rows, config.horizon)[0]
         k = jax.random.fold_in(key, j)
         losses.append(float(val_loss_fn(state.ema, Xs, cs, k, normalizer_vars, As)) * n)
         X_gen, _ = sampler(variables, Xs[:, 0], cs, k, jnp.float32(config.sigma))
-        gens.append(np.asarray(X_gen)[:n])
+        gens.append(distributed.to_host(X_gen)[:n])
         refs.append(X1[:n])
     out = {"val_loss": float(np.sum(losses) / len(val_idx))}
     tre = trajectory_errors(np.concatenate(gens), np.concatenate(refs), normalizer.std)

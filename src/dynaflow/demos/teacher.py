@@ -30,7 +30,7 @@ from brax.envs.base import Env, State
 from mujoco import mjx
 
 from dynaflow.demos.gaits import GAITS, SPECS
-from dynaflow.physics import NQ, Rollout, create_go2_rollout
+from dynaflow.physics import NQ, Rollout, create_go2_rollout, local_device
 
 FOOT_GEOM_RADIUS = 0.022
 
@@ -104,7 +104,7 @@ class Go2Joystick(Env):
                 f"--gaits: unknown gait(s) {sorted(unknown)}; expected some of {','.join(GAITS)}"
             )
         self.rollout = rollout or create_go2_rollout()
-        self._m = mjx.put_model(self.rollout.sim_model)
+        self._m = mjx.put_model(self.rollout.sim_model, device=local_device())
         model = self.rollout.sim_model
         self._foot_geoms = np.array(
             [i for i in range(model.ngeom) if model.geom_contype[i] == 1 and model.geom_bodyid[i] != 0]
@@ -242,7 +242,7 @@ class Go2Joystick(Env):
 
     def foot_heights(self, x: jax.Array) -> jax.Array:
         """Heights (m) of the four foot spheres' lowest points above the floor."""
-        d = mjx.make_data(self._m).replace(qpos=x[:NQ])
+        d = mjx.make_data(self._m, device=local_device()).replace(qpos=x[:NQ])
         d = mjx.kinematics(self._m, d)
         return d.geom_xpos[self._foot_geoms, 2] - FOOT_GEOM_RADIUS
 

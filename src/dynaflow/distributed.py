@@ -1,0 +1,139 @@
+"""Several processes (hosts) training one model: start-up, the global data mesh, per-process batches.
+
+JAX's multi-controller model: every process runs the same program on its own local devices, and a
+``jax.Array`` sharded over the global mesh spans all of them. Training (``dynaflow.train``) uses the
+helpers here so that one code path serves one device, several local devices and several hosts:
+
+* :func:`initialize` joins the processes (``jax.distributed.initialize``) before any computation;
+* :func:`data_mesh` is a 1-D ``data`` mesh over every device of every process, ordered by process, so
+  process ``p`` holds one contiguous block of each global batch;
+* :func:`local_rows` is that block, :func:`global_batch` assembles the global array from each
+  process's block (``jax.make_array_from_process_local_data``);
+* :func:`to_host` reads a sharded array back whole (``process_allgather`` when it spans processes);
+* :func:`agree` makes a host-side decision (the time budget) identical on every process;
+* :func:`is_main` says which process writes files (checkpoints, metrics, logs).
+
+With one process every helper reduces to its single-host meaning, at no cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    local_device_ids: list[int] | None = None,
+) -> None:
+    """Join a multi-process run. Call it once, first thing, in every process.
+
+    With ``coordinator`` (``host:port`` of process 0), ``num_processes`` and ``process_id`` are needed.
+    With none of them, JAX detects the cluster from its environment (SLURM, Open MPI, mpi4py, Cloud TPU,
+    or the ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables)."""
+    import jax
+    from jax._src import xla_bridge
+
+    if coordinator is not None and (num_processes is None or process_id is None):
+        raise ValueError("--coordinator needs --num-processes and --process-id as well")
+    if coordinator is None and (num_processes is not None or process_id is not None):
+        raise ValueError("--num-processes / --process-id need --coordinator HOST:PORT (process 0's address)")
+    if num_processes is not None and num_processes < 1:
+        raise ValueError(f"--num-processes must be at least 1, got {num_processes}")
+    if num_processes is not None and not 0 <= process_id < num_processes:
+        raise ValueError(f"--process-id must be in [0, {num_processes}), got {process_id}")
+    if coordinator is not None and ":" not in coordinator:
+        raise ValueError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+    if xla_bridge.backends_are_initialized():
+        raise ValueError(
+            "joining a multi-process run (dynaflow.distributed.initialize) must run before any JAX "
+            "computation in this process"
+        )
+    # CPU processes exchange gradients over Gloo (the default in recent JAX; set for older ones).
+    # GPU and TPU backends use NCCL / ICI and ignore this.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+        local_device_ids=local_device_ids,
+    )
+
+
+def is_main() -> bool:
+    """True in the process that writes files (process 0; the only one when not distributed)."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+def data_mesh():
+    """A 1-D ``data`` mesh over every device of every process, ordered by (process, device id)."""
+    import jax
+
+    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    counts = {}
+    for d in devices:
+        counts[d.process_index] = counts.get(d.process_index, 0) + 1
+    if len(set(counts.values())) > 1:
+        raise RuntimeError(f"every process needs the same number of devices, got {counts} (process: count)")
+    # Auto axes: XLA propagates the batch sharding through the MJX scan (explicit sharding-in-types
+    # would need every scatter inside MJX annotated).
+    return jax.sharding.Mesh(np.array(devices), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def local_rows(rows: np.ndarray) -> np.ndarray:
+    """This process's contiguous block of a global batch (all of it with one process)."""
+    import jax
+
+    n = jax.process_count()
+    if n == 1:
+        return rows
+    per = len(rows) // n
+    if per * n != len(rows):
+        raise ValueError(f"a batch of {len(rows)} cannot be split evenly over {n} processes")
+    p = jax.process_index()
+    return rows[p * per : (p + 1) * per]
+
+
+def global_batch(local: np.ndarray, sharding, global_len: int):
+    """The global array of ``global_len`` rows whose block on this process is ``local``."""
+    import jax
+
+    local = np.asarray(local, np.float32)
+    if jax.process_count() == 1:
+        return jax.device_put(local, sharding)
+    return jax.make_array_from_process_local_data(sharding, local, (global_len, *local.shape[1:]))
+
+
+def to_host(x) -> np.ndarray:
+    """A (possibly process-spanning) array, whole, on the host of every process."""
+    import jax
+
+    if jax.process_count() == 1 or x.is_fully_addressable or x.is_fully_replicated:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def agree(flag: bool) -> bool:
+    """Process 0's value of ``flag`` on every process (decisions that must not diverge)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches this point (no-op with one process)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
