@@ -144,7 +144,19 @@ def configure_gl() -> str:
             f"render: cannot create a MUJOCO_GL={backend} OpenGL context ({_first_line(err)}); {_HINT}"
         ) from err
     _configured = (backend, os.environ.get("PYOPENGL_PLATFORM", ""))
+    if backend == "osmesa":
+        _stop_compilation_cache_writes()
     return backend
+
+
+def _stop_compilation_cache_writes() -> None:
+    """OSMesa loads Mesa's own LLVM (llvmpipe) into this process. Once, in CI, a later XLA compile
+    aborted the process while serialising its executable for JAX's persistent compilation cache; the
+    cause is not established, the two LLVMs in one process are the suspect. Rendering comes last in
+    every command, so this process stops writing cache entries (it still reads them)."""
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
 
 
 # ---------------------------------------------------------------------------------------------
