@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dynaflow.jsonio import dumps
+
 
 def enable_compilation_cache() -> Path:
     """Turn on JAX's persistent compilation cache (compiles are a user-visible cost on a CPU)."""
@@ -277,7 +279,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics["checkpoint"] = str(args.checkpoint[0])
         metrics["use_ema"] = bool(args.use_ema)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=2, default=_json_default))
+        out.write_text(dumps(metrics))
         print(format_table(metrics))
         print(f"wrote {out}")
         return 0
@@ -298,7 +300,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Long-horizon generation from a checkpoint: open-loop chaining or closed-loop replanning in MuJoCo C."""
-    import json
 
     from dynaflow.rollout_long import (
         check_gait_model,
@@ -346,7 +347,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
-    out.with_suffix(".json").write_text(json.dumps({"command": args.command_line, **summary}, indent=2))
+    out.with_suffix(".json").write_text(dumps({"command": args.command_line, **summary}))
     mode = (
         f"closed loop in MuJoCo C ({args.fidelity}), replanning every {args.replan_every} steps"
         if (args.closed_loop)
@@ -438,15 +439,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def cmd_data_gaits(args: argparse.Namespace) -> int:
     """Simulate the scripted gait library and write the NPZ (states, actions, conditionings)."""
-    import json
 
     from dynaflow import create_go2_rollout
     from dynaflow.data import save_dataset
@@ -456,7 +450,7 @@ def cmd_data_gaits(args: argparse.Namespace) -> int:
     arrays, summary = make_gait_dataset(create_go2_rollout(), args.episodes, args.seconds, args.seed, gaits)
     save_dataset(args.out, compressed=args.compress, **arrays)
     summary["conditioning"] = list(COND_NAMES)
-    Path(str(args.out) + ".json").write_text(json.dumps(summary, indent=2))
+    Path(str(args.out) + ".json").write_text(dumps(summary))
     print(
         f"wrote {args.out}: {summary['kept']} of {summary['episodes']} episodes kept "
         f"({args.seconds:g} s each, 50 Hz) in {summary['wall_seconds']:.1f} s; summary in {args.out}.json"

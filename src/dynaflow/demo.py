@@ -21,10 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from dynaflow.data import bundled_dataset, load_dataset
 from dynaflow.demos.gaits import COND_DIM
+from dynaflow.jsonio import dumps
 
 GAIT_COMMANDS = {  # (vx, vy, yaw rate) per gait: a moderate forward command, then a second one
     "trot": [(0.5, 0.0, 0.0), (0.3, 0.0, 0.4)],
@@ -373,7 +372,7 @@ def run_demo(
     summary["wall_seconds"] = time.perf_counter() - t0
     summary["report"] = {"markdown": str(paths["markdown"]), "html": str(paths["html"])}
     summary["videos"] = videos
-    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_np_default))
+    (out / "demo.json").write_text(dumps(summary))
     bar.done("report written")
     return summary
 
@@ -403,7 +402,3 @@ def print_summary(summary: dict, out: Path) -> None:
     print(f"  report: {summary['report']['markdown']} and {summary['report']['html']}")
     print(f"  videos: {', '.join(str(out / v) for v in summary['videos'].values())}")
     print(f"  checkpoints: {out / 'runs'}/{{dynaflow,state-fm}}; figures: {out / 'demo.json'}")
-
-
-def _np_default(v):
-    return v.item() if isinstance(v, np.generic) else str(v)

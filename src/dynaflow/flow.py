@@ -210,16 +210,9 @@ def make_sampler(apply_fn: Callable, rollout: Rollout, horizon: int, ode_steps: 
     key = (_fn_key(apply_fn), rollout, int(horizon), int(ode_steps))
     if key in _SAMPLERS:
         return _SAMPLERS[key]
-    if method != "dynaflow":
-        fn = jax.jit(functools.partial(_sample_baseline, apply_fn, rollout, horizon, ode_steps, method))
-        _SAMPLERS[key] = fn
-        return fn
 
     def run(params, x0, cond, rng, sigma):
-        std, stored_sigma = _stored_std_sigma(params)
-        sigma = jnp.where(jnp.isnan(sigma), stored_sigma, sigma)
-        if cond is not None:
-            cond = jnp.broadcast_to(cond, (x0.shape[0], cond.shape[1]))
+        std, sigma, cond = _sampling_inputs(params, x0, cond, sigma)
         X = source_sample(rng, x0, horizon, std, sigma)
         batch = x0.shape[0]
         dt = 1.0 / ode_steps
@@ -239,6 +232,8 @@ def make_sampler(apply_fn: Callable, rollout: Rollout, horizon: int, ode_steps: 
             (_, U, X_hat), _ = jax.lax.scan(euler, (X, U0, X), jnp.arange(ode_steps))
         return X_hat, U
 
+    if method != "dynaflow":
+        run = functools.partial(_sample_baseline, apply_fn, rollout, horizon, ode_steps, method)
     fn = jax.jit(run)
     if len(_SAMPLERS) > 32:
         _SAMPLERS.clear()
@@ -246,12 +241,18 @@ def make_sampler(apply_fn: Callable, rollout: Rollout, horizon: int, ode_steps: 
     return fn
 
 
-def _sample_baseline(apply_fn, rollout, horizon, ode_steps, method, params, x0, cond, rng, sigma):
+def _sampling_inputs(params, x0, cond, sigma):
+    """(normaliser std, σ (NaN: the stored one), cond broadcast to the batch) of every sampler."""
     std, stored_sigma = _stored_std_sigma(params)
     sigma = jnp.where(jnp.isnan(sigma), stored_sigma, sigma)
-    batch = x0.shape[0]
     if cond is not None:
-        cond = jnp.broadcast_to(cond, (batch, cond.shape[1]))
+        cond = jnp.broadcast_to(cond, (x0.shape[0], cond.shape[1]))
+    return std, sigma, cond
+
+
+def _sample_baseline(apply_fn, rollout, horizon, ode_steps, method, params, x0, cond, rng, sigma):
+    std, sigma, cond = _sampling_inputs(params, x0, cond, sigma)
+    batch = x0.shape[0]
     dt = 1.0 / ode_steps
     if method == "bc":
         x0_rows = jnp.broadcast_to(x0[:, None], (batch, horizon + 1, x0.shape[-1]))

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from dynaflow.jsonio import jsonable
+
 __all__ = ["ROWS", "Row", "format_markdown_table", "write_report"]
 
 NA = "n/a"
@@ -481,25 +483,6 @@ def _definitions(runs: Sequence[dict]) -> list[tuple[str, str]]:
     return [(row.label, row.definition) for row, _ in rows if row.definition]
 
 
-def _jsonable(v: Any) -> Any:
-    """JSON-ready copy: numpy scalars and arrays to Python, NaN and ±inf to None, paths to strings."""
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | set | frozenset):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, bool | int | str) or v is None:
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, Path):
-        return str(v)
-    return str(v)
-
-
 # --------------------------------------------------------------------------------------------
 # Plots (each returns a Figure, or None when no run has the data)
 
@@ -762,7 +745,7 @@ def _provenance_items(prov: dict) -> list[tuple[str, str]]:
         if k not in prov:
             continue
         v = prov[k]
-        items.append((str(k), v if isinstance(v, str) else json.dumps(_jsonable(v))))
+        items.append((str(k), v if isinstance(v, str) else json.dumps(jsonable(v))))
     return items
 
 
@@ -941,17 +924,17 @@ def write_report(
     plot_dir.mkdir(parents=True, exist_ok=True)
 
     doc = {
-        "provenance": _jsonable(prov),
+        "provenance": jsonable(prov),
         "runs": [
             {
                 "name": _run_name(r, i),
-                "checkpoint": _jsonable(r.get("checkpoint")),
-                "method": _jsonable(_run_metrics(r).get("method")),
-                "metrics": _jsonable(r.get("metrics") or {}),
+                "checkpoint": jsonable(r.get("checkpoint")),
+                "method": jsonable(_run_metrics(r).get("method")),
+                "metrics": jsonable(r.get("metrics") or {}),
             }
             for i, r in enumerate(runs)
         ],
-        "sections": _jsonable(list(sections)),
+        "sections": jsonable(list(sections)),
     }
     metrics_path = out / "metrics.json"
     _atomic_write(metrics_path, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
