@@ -59,6 +59,21 @@ def test_train_multi_process_flags_are_checked(flags, message, tmp_path, capsys)
     assert "\n" not in err and not (tmp_path / "r").exists()
 
 
+def test_train_distributed_without_a_cluster_is_one_line(tmp_path):
+    """--distributed outside a cluster job: one line saying what JAX looked for and what to give."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_"))}
+    cmd = [sys.executable, "-m", "dynaflow.cli", "train", "--data", "x.npz", "--distributed"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-2000:]
+    assert err[0].startswith("dynaflow train: error: --distributed: no cluster layout found")
+    assert "give --coordinator, --num-processes and --process-id" in err[0]
+
+
 def test_train_asks_for_wandb_when_missing(synthetic_npz, tmp_path):
     try:
         import wandb  # noqa: F401

@@ -613,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--distributed",
         action="store_true",
-        help="join a multi-process run whose layout JAX detects (SLURM, Open MPI, JAX_* variables)",
+        help="join a multi-process run whose layout JAX detects (SLURM, Open MPI, Kubernetes...)",
     )
     g.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (explicit layout)")
     g.add_argument("--num-processes", type=int, default=None, help="number of processes (explicit layout)")

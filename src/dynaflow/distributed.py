@@ -30,8 +30,8 @@ def initialize(
     """Join a multi-process run. Call it once, first thing, in every process.
 
     With ``coordinator`` (``host:port`` of process 0), ``num_processes`` and ``process_id`` are needed.
-    With none of them, JAX detects the cluster from its environment (SLURM, Open MPI, mpi4py, Cloud TPU,
-    or the ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables)."""
+    With none of them, JAX detects the layout from the cluster's environment (SLURM, Open MPI, mpi4py,
+    Kubernetes, Cloud TPU)."""
     import jax
     from jax._src import xla_bridge
 
@@ -53,12 +53,21 @@ def initialize(
     # CPU processes exchange gradients over Gloo (the default in recent JAX; set for older ones).
     # GPU and TPU backends use NCCL / ICI and ignore this.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=coordinator,
-        num_processes=num_processes,
-        process_id=process_id,
-        local_device_ids=local_device_ids,
-    )
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=local_device_ids,
+        )
+    except ValueError as e:
+        if coordinator is not None:
+            raise
+        raise ValueError(
+            f"--distributed: no cluster layout found in the environment ({e}); JAX reads SLURM, Open MPI, "
+            "mpi4py, Kubernetes and Cloud TPU jobs, otherwise give --coordinator, --num-processes and "
+            "--process-id"
+        ) from e
 
 
 def is_main() -> bool:
