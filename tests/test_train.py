@@ -88,24 +88,11 @@ def _free_port() -> int:
 
 
 def _train_cmd(cfg, save_dir) -> list[str]:
-    flags = dict(
-        data=cfg.data,
-        batch=cfg.batch,
-        horizon=cfg.horizon,
-        lr=cfg.lr,
-        ema_decay=cfg.ema_decay,
-        stride=cfg.stride,
-        d_model=cfg.d_model,
-        n_heads=cfg.n_heads,
-        depth=cfg.depth,
-        dropout=cfg.dropout,
-        epochs=1,
-        steps_per_epoch=4,
-        log_every=1,
-        val_windows=16,
-        save_dir=save_dir,
-    )
-    args = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]
+    """`dynaflow train` with ``cfg``'s values as flags (4 steps, a log line each), through the CLI."""
+    from dynaflow.cli import _TRAIN_FLAGS
+
+    values = dict(cfg.__dict__, epochs=1, steps_per_epoch=4, log_every=1, val_windows=16, save_dir=save_dir)
+    args = [f"{flag}={values[f]}" for flag, (f, _, _) in _TRAIN_FLAGS.items() if values[f] is not None]
     return [sys.executable, "-m", "dynaflow.cli", "train", *args]
 
 
