@@ -36,6 +36,8 @@ def test_train_bad_data_is_one_line(tmp_path, capsys):
     [
         (["--coordinator", "localhost:1234"], "--coordinator needs --num-processes and --process-id as well"),
         (["--num-processes", "2", "--process-id", "0"], "--num-processes / --process-id need --coordinator"),
+        (["--process-id", "1"], "--num-processes / --process-id need --coordinator"),
+        (["--local-device-ids", "0"], "--local-device-ids needs --coordinator (explicit layout) or"),
         (
             ["--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "2"],
             "--process-id must be in [0, 2), got 2",

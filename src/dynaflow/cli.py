@@ -173,7 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train DynaFlow on a demonstration NPZ (or resume a run)."""
     from dynaflow.train import TrainConfig, config_from_checkpoint, train
 
-    if args.distributed or args.coordinator is not None or args.num_processes is not None:
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if args.local_device_ids is not None and not args.distributed and all(v is None for v in explicit):
+        raise ValueError("--local-device-ids needs --coordinator (explicit layout) or --distributed")
+    if args.distributed or any(v is not None for v in explicit):
         from dynaflow import distributed
 
         local_ids = None

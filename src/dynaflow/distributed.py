@@ -18,6 +18,8 @@ With one process every helper reduces to its single-host meaning, at no cost.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 
@@ -82,9 +84,7 @@ def data_mesh():
     import jax
 
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-    counts = {}
-    for d in devices:
-        counts[d.process_index] = counts.get(d.process_index, 0) + 1
+    counts = dict(Counter(d.process_index for d in devices))
     if len(set(counts.values())) > 1:
         raise RuntimeError(f"every process needs the same number of devices, got {counts} (process: count)")
     # Auto axes: XLA propagates the batch sharding through the MJX scan (explicit sharding-in-types

@@ -585,7 +585,7 @@ def _validate(
         pad = (-n) % n_dev  # keep the batch divisible by the devices
         rows = np.concatenate([rows, rows[:1].repeat(pad, 0)]) if pad else rows
         Xs, cs, As = _batch(dataset, rows, config, data_sharding)
-        X1 = gather_windows(dataset, rows, config.horizon)[0]
+        X1 = distributed.to_host(Xs)
         k = jax.random.fold_in(key, j)
         losses.append(float(val_loss_fn(state.ema, Xs, cs, k, normalizer_vars, As)) * n)
         X_gen, _ = sampler(variables, Xs[:, 0], cs, k, jnp.float32(config.sigma))
