@@ -19,8 +19,8 @@ import time
 
 import jax
 
-from dynaflow.demos.gaits import make_gait_dataset
-from dynaflow.demos.kinematic import kinematic_from_gaits
+from dynaflow.data.sources.gaits import make_gait_dataset
+from dynaflow.data.sources.kinematic import kinematic_from_gaits
 from dynaflow.physics import create_go2_rollout
 
 
@@ -53,7 +53,7 @@ def main() -> None:
         f"{sim_seconds / wall:.0f} simulated seconds per wall-second ({summary['kept']} kept)"
     )
     print(f"kinematic conversion of the same: {kin:.2f} s")
-    from dynaflow.demos.teacher import Go2Joystick, collect, default_config
+    from dynaflow.data.sources.teacher import Go2Joystick, collect, default_config
 
     env = Go2Joystick(default_config(gaits=("trot", "pace", "bound", "pronk")))
 

@@ -22,12 +22,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dynaflow.checkpoint import save_checkpoint
+from dynaflow.checkpoint import model_meta, save_checkpoint
 from dynaflow.data import Normalizer, bundled_dataset, gather_windows, load_dataset, window_index
-from dynaflow.evaluate import held_out_episodes, long_horizon_metrics, sample_batched
+from dynaflow.evaluate import held_out_episodes, long_horizon_metrics
 from dynaflow.evaluate import metrics as M
+from dynaflow.evaluate.run import sample_batched
 from dynaflow.flow import trajectory_errors
-from dynaflow.model import create_action_predictor, model_config, set_normalizer
+from dynaflow.methods import create_action_predictor
+from dynaflow.model import set_normalizer
 from dynaflow.physics import replay_in_mujoco
 from dynaflow.policy import DynaFlowPolicy
 
@@ -39,8 +41,7 @@ def untrained_checkpoint(path: Path, data: Path, horizon: int) -> None:
     norm = Normalizer.fit(X)
     params = set_normalizer(params, norm, 1.0)
     params = jax.tree.map(lambda a: a + 0.01 if a.ndim == 2 else a, params)  # non-zero actions
-    config = {"model": model_config(model, horizon), "normalizer": norm.to_dict(), "step": 0}
-    save_checkpoint(path, params, params, config)
+    save_checkpoint(path, params, params, model_meta(model, horizon, norm))
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynaflow.demos.gaits import simulate_episode, start_state
+from dynaflow.data.sources.gaits import simulate_episode, start_state
 from dynaflow.physics import create_go2_rollout
 from dynaflow.render import configure_gl, render_frames, render_motion
 

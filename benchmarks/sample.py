@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynaflow.flow import sample_trajectory
-from dynaflow.model import create_action_predictor
+from dynaflow.methods import create_action_predictor
 from dynaflow.physics import create_go2_rollout
+from dynaflow.sampling import sample_trajectory
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dynaflow.model import create_action_predictor
+from dynaflow.config import TrainConfig
+from dynaflow.methods import create_action_predictor
 from dynaflow.physics import create_go2_rollout, random_smooth_actions
-from dynaflow.train import TrainConfig, TrainState, make_optimizer, make_train_step
+from dynaflow.train import TrainState, hyperparameters, init_opt_state, make_optimizer, make_train_step
 
 
 def compile_time(fn, *args) -> tuple[object, float]:
@@ -56,29 +57,28 @@ def main() -> None:
     cond = jnp.asarray(rng.normal(size=(B, args.cond_dim)), jnp.float32)
     X1 = jnp.asarray(X1)
 
-    config = TrainConfig(
+    config = TrainConfig.from_flat(
         data="-", batch=B, horizon=H, d_model=args.d_model, n_heads=args.n_heads, depth=args.depth, lr=1e-4
     )
+    hyper = jax.tree.map(jnp.asarray, hyperparameters(config, 10_000))
     model, variables = create_action_predictor(
         horizon=H, d_model=args.d_model, n_heads=args.n_heads, depth=args.depth, cond_dim=args.cond_dim
     )
     params = variables["params"]
     n_params = sum(x.size for x in jax.tree.leaves(params))
-    tx, _ = make_optimizer(config, 10_000)
+    tx = make_optimizer(hyper)
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         ema=jax.tree.map(jnp.copy, params),
-        opt_state=tx.init(params),
+        opt_state=init_opt_state(params),
         key=jax.random.PRNGKey(0),
         nonfinite=jnp.zeros((), jnp.int32),
         skipped=jnp.zeros((), jnp.int32),
     )
     norm = variables["normalizer"]
 
-    step_fn, c_step = compile_time(
-        jax.jit(make_train_step(model, rollout, tx, config)), state, X1, cond, norm
-    )
+    step_fn, c_step = compile_time(jax.jit(make_train_step(model, rollout)), state, X1, cond, norm, hyper)
 
     def rollout_grad(U, x0):
         return jax.value_and_grad(lambda u: jnp.mean(jnp.square(rollout(x0, u) - X1)))(U)
@@ -109,12 +109,12 @@ def main() -> None:
     times = {"train_step": [], "rollout_grad": [], "dit": []}
     s = state
     for _ in range(2):  # warm up
-        s, _ = step_fn(s, X1, cond, norm)
+        s, _ = step_fn(s, X1, cond, norm, hyper)
         jax.block_until_ready(grad_fn(U0, X1[:, 0]))
         jax.block_until_ready(dit_fn(state, X1, cond, norm))
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        s, m = step_fn(s, X1, cond, norm)
+        s, m = step_fn(s, X1, cond, norm, hyper)
         jax.block_until_ready(m["loss"])
         times["train_step"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from dynaflow import DynaFlowPolicy, create_go2_rollout, replay_in_mujoco
-from dynaflow.cli import enable_compilation_cache
 from dynaflow.data import save_dataset
-from dynaflow.demos.synthetic import synthetic_demos
+from dynaflow.data.sources.synthetic import synthetic_demos
 from dynaflow.flow import trajectory_errors
+from dynaflow.runtime import enable_compilation_cache
 from dynaflow.train import TrainConfig, train
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     )
 
     horizon = 8
-    config = TrainConfig(
+    config = TrainConfig.from_flat(
         data=str(train_data),
         horizon=horizon,
         batch=16,
@@ -61,7 +61,7 @@ def main() -> None:
         save_dir=str(out / "run"),
         val_windows=64,
     )
-    result = train(config, rollout=rollout)
+    result = train(config, rollout=rollout, overwrite=True)  # the example's own run directory
     val = [h for h in result.history if "val_tre" in h]
     print(
         f"2. trained {int(result.state.step)} steps: validation TRE {val[0]['val_tre']:.3f} -> "

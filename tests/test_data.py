@@ -96,22 +96,58 @@ def test_padding_after_episode_end_is_not_validated(tmp_path):
         window_index(ds, np.arange(3), horizon=8)
 
 
-def test_unreadable_files(tmp_path):
+def test_unreadable_files(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="no such dataset file"):
         load_dataset(tmp_path / "missing.npz")
+    with pytest.raises(DatasetError, match=r"is a directory, expected a dataset file \(.npz file\)"):
+        load_dataset(tmp_path)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file")
-    with pytest.raises(DatasetError, match="not a readable .npz file"):
+    with pytest.raises(DatasetError, match=r"not a valid .npz file \(not a zip archive\)"):
         load_dataset(bad)
     good = save_dataset(tmp_path / "trunc.npz", states())
     data = good.read_bytes()
     good.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DatasetError, match="not a readable .npz file"):
+    with pytest.raises(DatasetError, match="not a valid .npz file"):
         load_dataset(good)
     obj = tmp_path / "obj.npz"
     np.savez(obj, states=np.array([states()[0], None], dtype=object))
-    with pytest.raises(DatasetError, match="without pickle"):
+    with pytest.raises(DatasetError, match="key 'states' holds Python objects") as info:
         load_dataset(obj)
+    assert "pickle.load" not in str(info.value)  # never advice to unpickle
+    garbage = tmp_path / "garbage.npz"
+    import zipfile
+
+    with zipfile.ZipFile(garbage, "w") as z:
+        z.writestr("states.npy", b"this is not an array")
+    with pytest.raises(DatasetError, match="member 'states' is not a NumPy array"):
+        load_dataset(garbage)
+    real_open = open
+
+    def denied(path, *args, **kwargs):
+        if str(path) == str(good):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(DatasetError, match=r"trunc.npz: cannot read the dataset file \(permission denied\)"):
+        load_dataset(good)
+
+
+def test_values_are_checked_as_float32(tmp_path):
+    """A finite float64 that overflows float32 is refused like a NaN (training would see inf)."""
+    X = states().astype(np.float64)
+    X[1, 3, 20] = 1e39
+    np.savez(tmp_path / "big.npz", states=X)
+    with pytest.raises(
+        DatasetError, match=r"key 'states': value 1e\+39 at episode 1, step 3, dim 20 does not fit"
+    ):
+        load_dataset(tmp_path / "big.npz")
+    c = np.zeros(X.shape[:2] + (2,))
+    c[0, 0, 1] = 1e300
+    np.savez(tmp_path / "bigc.npz", states=states(), conditionings=c)
+    with pytest.raises(DatasetError, match=r"key 'conditionings': value 1e\+300 at episode 0, step 0, dim 1"):
+        load_dataset(tmp_path / "bigc.npz")
 
 
 def test_split_is_by_episode_and_windows_stay_inside_episodes(tmp_path):

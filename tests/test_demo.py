@@ -95,7 +95,7 @@ def test_render_checkpoint_with_ghost_and_npz(demo_dir, tmp_path, capsys):
     args += ["--seconds", "0.4", "--ghost-demo", "--width", "160", "--height", "90", "--out", str(gif)]
     assert main(args) == 0
     assert iio.imread(gif).shape[:3] == (21, 90, 160)
-    with np.load(tmp_path / "gen.npz") as f:  # the generated motion is saved next to the video
+    with np.load(tmp_path / "gen.motion.npz") as f:  # the generated motion is saved next to the video
         assert f["states"].shape == (21, 37) and f["demo"].shape == (21, 37)
         states = f["states"][None]  # a batch of one: --sample picks from batches
     npz = tmp_path / "states.npz"

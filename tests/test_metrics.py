@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dynaflow.demos.gaits import SPECS, simulate_episode, start_state
+from dynaflow.data.sources.gaits import SPECS, simulate_episode, start_state
 from dynaflow.evaluate import metrics as M
 
 

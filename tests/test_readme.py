@@ -1,48 +1,70 @@
-"""The README's runnable Python examples run as written (the original README's API example included)."""
+"""The README runs as written, top to bottom: every block marked ``<!-- runnable -->`` is executed in one
+empty directory, the shell blocks through the real `dynaflow` command and the Python blocks in one
+namespace, so the Python API works on the checkpoint the README's own commands made.
+
+In CI the commands run at tiny sizes: each gets the extra flags in :data:`TINY` appended (argparse keeps
+the last value of a flag), which puts training on the suite's shared small configuration (one compile)."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
+from conftest import SMALL
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+RUNNABLE = re.compile(r"<!-- runnable -->\n```(python|bash)\n(.*?)```", re.S)
+
+_SMALL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
+TINY = {
+    ("physics",): ["--batch", "4", "--horizon", "8"],
+    ("data", "gaits"): ["--episodes", "10", "--seconds", "1"],
+    ("train",): [*_SMALL_FLAGS, "--epochs=1", "--steps-per-epoch=4", "--val-windows=16", "--time-budget=600"],
+    ("render",): ["--seconds", "0.2", "--width", "64", "--height", "48"],
+    ("generate",): ["--seconds", "1"],
+}
 
 
-def default_size_checkpoint(path: Path) -> None:
-    """An untrained checkpoint of the README's model size (d_model 384, 6 heads, depth 3, cond_dim 7)."""
-    from dynaflow.checkpoint import save_checkpoint
-    from dynaflow.data import Normalizer
-    from dynaflow.model import create_action_predictor, model_config
-
-    model, params = create_action_predictor(cond_dim=7)
-    config = {"model": model_config(model, 16), "normalizer": Normalizer.identity().to_dict(), "step": 0}
-    save_checkpoint(path, params, params, config)
+def commands(block: str) -> list[list[str]]:
+    """The `dynaflow ...` command lines of a shell block (comments dropped, continuations joined)."""
+    text = block.replace("\\\n", " ")
+    return [
+        shlex.split(line, comments=True)[1:] for line in text.splitlines() if line.startswith("dynaflow ")
+    ]
 
 
-RUNNABLE = re.compile(r"<!-- runnable -->\n```python\n(.*?)```", re.S)
+def test_readme_runs_top_to_bottom(tmp_path, monkeypatch, capsys):
+    from dynaflow.cli import main
 
-
-def test_readme_runnable_blocks_run(tmp_path, monkeypatch):
-    """Every block marked ``<!-- runnable -->`` runs as written: the simulator example on its own, the
-    Python API blocks (the original README's example) in order, in one namespace."""
     text = README.read_text()
     blocks = RUNNABLE.findall(text)
-    assert len(blocks) >= 4, "README lost its runnable python examples"
-    assert len(blocks) == text.count("```python"), "a python block in the README is not marked runnable"
+    assert text.count("```python") == sum(kind == "python" for kind, _ in blocks), "an unmarked python block"
+    shell = [b for kind, b in blocks if kind == "bash"]
+    assert len(shell) >= 2 and sum(len(commands(b)) for b in shell) >= 6
     monkeypatch.chdir(tmp_path)
-    default_size_checkpoint(tmp_path / "checkpoints" / "dynaflow" / "epoch_0200")
-    physics = [b for b in blocks if "replay_in_mujoco" in b]
-    api = [b for b in blocks if "replay_in_mujoco" not in b]
-    assert len(physics) == 1
-    ns: dict = {}
-    exec(compile(physics[0], str(README), "exec"), ns)
-    assert ns["X"].shape == (17, 37) and ns["Xc"].shape == (17, 37) and ns["dU"].shape == (16, 12)
     namespace: dict = {}
-    for block in api:
-        exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["X"].shape == (1, 17, 37) and namespace["U"].shape == (1, 16, 12)
-    assert namespace["X_batch"].shape == (32, 17, 37) and namespace["U_batch"].shape == (32, 16, 12)
+    ran = []
+    for kind, block in blocks:
+        if kind == "bash":
+            for argv in commands(block):
+                extra = next((v for k, v in TINY.items() if tuple(argv[: len(k)]) == k), [])
+                assert main(argv + extra) == 0, (argv, capsys.readouterr().err[-2000:])
+                ran.append(argv[0])
+        elif "replay_in_mujoco" in block:  # the simulator's example stands alone
+            ns: dict = {}
+            exec(compile(block, str(README), "exec"), ns)
+            assert ns["X"].shape == (17, 37) and ns["Xc"].shape == (17, 37) and ns["dU"].shape == (16, 12)
+        else:
+            exec(compile(block, str(README), "exec"), namespace)
+    assert ran[:6] == ["physics", "data", "train", "sample", "render", "generate"]
+    for name in ("tour_samples.npz", "tour.mp4", "tour.motion.npz", "tour_motion.npz", "tour_motion.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "runs" / "tour" / "best" / "config.json").is_file()
+    h = namespace["horizon"]
+    assert h == SMALL["horizon"]  # the model was built from the checkpoint's own config
+    assert namespace["X"].shape == (1, h + 1, 37) and namespace["U"].shape == (1, h, 12)
+    assert namespace["X_batch"].shape == (32, h + 1, 37) and namespace["U_batch"].shape == (32, h, 12)
     with np.load(tmp_path / "generated_trajectories.npz", allow_pickle=False) as f:
-        assert f["states"].shape == (1, 17, 37) and f["conditionings"].shape == (1, 7)
+        assert f["states"].shape == (32, h + 1, 37) and f["conditionings"].shape == (32, 7)

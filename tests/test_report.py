@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
-from dynaflow.evaluate.report import ROWS, format_markdown_table, write_report
+from dynaflow.evaluate.catalogue import ROWS, format_markdown_table
+from dynaflow.evaluate.report import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 H, T, N = 16, 60, 3

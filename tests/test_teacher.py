@@ -13,7 +13,7 @@ from dynaflow.physics import replay_in_mujoco
 
 @pytest.fixture(scope="module")
 def collected(teacher_run):
-    from dynaflow.demos.teacher import collect
+    from dynaflow.data.sources.teacher import collect
 
     return collect(teacher_run["run_dir"], num_episodes=12, episode_seconds=1.0, seed=1)
 
@@ -48,7 +48,7 @@ def test_restore_loads_the_trained_parameters(teacher_run, smoke_ppo):
 
     import jax
 
-    from dynaflow.demos.teacher import default_config, latest_checkpoint, train_teacher
+    from dynaflow.data.sources.teacher import default_config, latest_checkpoint, train_teacher
 
     ckpt = latest_checkpoint(teacher_run["run_dir"])
     ppo = dataclasses.replace(smoke_ppo, num_timesteps=0, num_evals=0)

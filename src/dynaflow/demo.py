@@ -21,8 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dynaflow.config import PRESETS
 from dynaflow.data import bundled_dataset, load_dataset
-from dynaflow.demos.gaits import COND_DIM
+from dynaflow.data.sources.gaits import COND_DIM
 from dynaflow.jsonio import dumps
 
 GAIT_COMMANDS = {  # (vx, vy, yaw rate) per gait: a moderate forward command, then a second one
@@ -35,19 +36,22 @@ GAIT_COMMANDS = {  # (vx, vy, yaw rate) per gait: a moderate forward command, th
 WALK_CHECK = ("trot", (0.5, 0.0, 0.0))  # the demo's model must walk: upright, >= half this distance
 
 
+_CPU = PRESETS["cpu"]  # the demo trains at `dynaflow train --preset cpu`'s settings
+
+
 @dataclass(frozen=True)
 class DemoSettings:
     """What the demo trains and measures (the full mode; :func:`settings_for` shrinks it)."""
 
-    horizon: int = 16
-    batch: int = 32
-    d_model: int = 128
-    n_heads: int = 4
-    depth: int = 2
-    lr: float = 1e-3
-    ema_decay: float = 0.99
-    steps_per_epoch: int = 200
-    val_windows: int = 64
+    horizon: int = _CPU["horizon"]
+    batch: int = _CPU["batch"]
+    d_model: int = _CPU["d_model"]
+    n_heads: int = _CPU["n_heads"]
+    depth: int = _CPU["depth"]
+    lr: float = _CPU["lr"]
+    ema_decay: float = _CPU["ema_decay"]
+    steps_per_epoch: int = _CPU["steps_per_epoch"]
+    val_windows: int = _CPU["val_windows"]
     dynaflow_share: float = 0.58  # of the budget, compile included
     state_fm_share: float = 0.08
     seconds: float = 10.0  # generated motion per gait command
@@ -136,25 +140,28 @@ def _train(
 ) -> dict:
     from dynaflow.train import TrainConfig, train
 
-    config = TrainConfig(
-        data=str(data),
-        method=method,
-        epochs=10_000,
-        batch=settings.batch,
-        horizon=settings.horizon,
-        lr=settings.lr,
-        ema_decay=settings.ema_decay,
-        d_model=settings.d_model,
-        n_heads=settings.n_heads,
-        depth=settings.depth,
-        dropout=0.0,
-        save_dir=str(out / "runs" / method),
-        save_interval=10_000,
-        seed=seed,
-        steps_per_epoch=settings.steps_per_epoch,
-        warmup_steps=100,
-        val_windows=settings.val_windows,
-        time_budget_s=budget_s,
+    config = TrainConfig.from_flat(
+        **{
+            **_CPU,
+            **dict(
+                data=str(data),
+                method=method,
+                epochs=10_000,
+                batch=settings.batch,
+                horizon=settings.horizon,
+                lr=settings.lr,
+                ema_decay=settings.ema_decay,
+                d_model=settings.d_model,
+                n_heads=settings.n_heads,
+                depth=settings.depth,
+                save_dir=str(out / "runs" / method),
+                save_interval=10_000,
+                seed=seed,
+                steps_per_epoch=settings.steps_per_epoch,
+                val_windows=settings.val_windows,
+                time_budget_s=budget_s,
+            ),
+        }
     )
     t0 = time.perf_counter()
     last = {}
@@ -166,7 +173,7 @@ def _train(
             note += f", val TRE {record['val_tre']:.3f}"
         bar.update((time.perf_counter() - t0) / budget_s, note)
 
-    result = train(config, progress=False, rollout=rollout, hook=hook)
+    result = train(config, progress=False, rollout=rollout, hook=hook, overwrite=True)  # the demo's own runs
     first = result.history[0] if result.history else {}
     val = [r for r in result.history if "val_tre" in r]
     return {
@@ -183,9 +190,9 @@ def _train(
 def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tuple[list[dict], dict]:
     """Every gait at its commands: ``settings.seconds`` chained open loop, replayed in MuJoCo C; a video
     of the first command of each gait."""
-    from dynaflow.demos.gaits import heading_velocity, start_state
+    from dynaflow.data.sources.gaits import heading_velocity, start_state
+    from dynaflow.generate import Segment, rollout_long
     from dynaflow.render import render_motion
-    from dynaflow.rollout_long import Segment, rollout_long
 
     x0 = start_state(policy.rollout)
     per_gait = 1 if settings.reduced else None

@@ -10,10 +10,11 @@ import jax
 import numpy as np
 
 from dynaflow.checkpoint import load_checkpoint, resolve_checkpoint
-from dynaflow.data import Normalizer
-from dynaflow.flow import sample_trajectory
-from dynaflow.model import ActionPredictor, model_kwargs
+from dynaflow.data import Dataset, Normalizer, split_episodes
+from dynaflow.methods import model_from_config
+from dynaflow.model import ActionPredictor
 from dynaflow.physics import Rollout, create_go2_rollout
+from dynaflow.sampling import sample_trajectory
 
 
 @dataclass
@@ -35,37 +36,46 @@ class DynaFlowPolicy:
     sigma: float
     cond_dim: int | None
     config: dict
+    path: Path | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, use_ema: bool = True, rollout: Rollout | None = None):
         """Load ``path`` (a checkpoint directory, or a run directory: its ``best``, else ``last``)."""
-        ckpt = load_checkpoint(resolve_checkpoint(path, prefer=("best", "last")))
-        cfg = ckpt["config"]
-        model = ActionPredictor(**model_kwargs(cfg["model"]))
+        path = resolve_checkpoint(path, prefer=("best", "last"))
+        ckpt = load_checkpoint(path)
+        model = model_from_config(ckpt["model_config"])
         if rollout is None:
-            r = cfg.get("rollout", {})
+            sim = ckpt["train_config"].sim
             rollout = create_go2_rollout(
-                ctrl_dt=r.get("ctrl_dt", 0.02),
-                n_substeps=r.get("n_substeps", 4),
-                action_scale=r.get("action_scale", 0.5),
-                default_pose=r.get("default_pose"),
+                ctrl_dt=sim.ctrl_dt, n_substeps=sim.n_substeps, action_scale=sim.action_scale
             )
         params = ckpt["ema_params"] if use_ema else ckpt["params"]
         return cls(
             model,
             jax.device_put(params),
             rollout,
-            int(cfg["model"].get("horizon", 16)),
+            int(ckpt["model_config"]["horizon"]),
             ckpt["normalizer"],
-            float(cfg.get("sigma", 1.0)),
+            float(ckpt["sigma"]),
             ckpt["cond_dim"],
-            cfg,
+            ckpt["config"],
+            path,
         )
 
     @property
     def method(self) -> str:
         """``dynaflow`` or the baseline this checkpoint was trained as."""
-        return self.model.method
+        return self.model.method.name
+
+    @property
+    def has_actions(self) -> bool:
+        """Whether samples come with actions (False for a states-only model such as ``state-fm``)."""
+        return self.model.method.has_actions
+
+    @property
+    def train_config(self):
+        """The :class:`~dynaflow.config.TrainConfig` the checkpoint was trained with."""
+        return self.config["train_config"]
 
     def sample(
         self,
@@ -75,7 +85,11 @@ class DynaFlowPolicy:
         ode_steps: int = 1,
         horizon: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(X, U) for initial states ``x0`` ((B, 37), (B, 1, 37) or (37,)) and conditioning ``cond``."""
+        """(X, U) for initial states ``x0`` ((B, 37), (B, 1, 37) or (37,)) and conditioning ``cond``.
+
+        A batch of more than one is padded to the next power of two, at least 8 (one compiled sampler
+        serves every batch size up to it); results depend on the padding only through the noise drawn,
+        which ``rng`` fixes."""
         if (cond is None) != (self.cond_dim is None):
             raise ValueError(
                 f"cond: this policy was trained with cond_dim={self.cond_dim}; "
@@ -83,6 +97,19 @@ class DynaFlowPolicy:
             )
         if isinstance(rng, int) or rng is None:
             rng = jax.random.PRNGKey(0 if rng is None else rng)
+        x0 = np.asarray(x0, np.float32)
+        if x0.ndim == 1:
+            x0 = x0[None]
+        elif x0.ndim == 3 and x0.shape[1] == 1:
+            x0 = x0[:, 0]
+        n = x0.shape[0]
+        pad = _bucket(n) - n
+        if pad and x0.ndim == 2:
+            x0 = np.concatenate([x0, np.repeat(x0[:1], pad, 0)])
+            if cond is not None:
+                cond = np.asarray(cond, np.float32)
+                if cond.ndim == 2 and cond.shape[0] == n:
+                    cond = np.concatenate([cond, np.repeat(cond[:1], pad, 0)])
         X, U = sample_trajectory(
             self.model.apply,
             self.params,
@@ -94,7 +121,7 @@ class DynaFlowPolicy:
             rng=rng,
             sigma=self.sigma,
         )
-        return np.asarray(X), None if U is None else np.asarray(U)
+        return np.asarray(X)[:n], None if U is None else np.asarray(U)[:n]
 
     def generate_open_loop(
         self,
@@ -128,3 +155,33 @@ class DynaFlowPolicy:
             done += take
             k += 1
         return np.concatenate(states, axis=1), np.concatenate(actions, axis=1) if actions else None
+
+
+def _bucket(n: int) -> int:
+    """The batch size a sampler call is padded to: 1 stays 1 (closed-loop replanning's latency), anything
+    else goes to the next power of two, at least 8 (a handful of compiled samplers serve every size)."""
+    return 1 if n <= 1 else max(8, 1 << (int(n) - 1).bit_length())
+
+
+def check_conditioning(policy: DynaFlowPolicy, ds: Dataset) -> None:
+    """One-line error when the dataset's conditioning does not fit the checkpoint's."""
+    if (ds.cond_dim or None) != policy.cond_dim:
+        raise ValueError(
+            f"{ds.source}: key 'conditionings': the checkpoint takes cond_dim={policy.cond_dim}, "
+            f"the dataset has {ds.cond_dim}"
+        )
+
+
+def held_out_episodes(policy: DynaFlowPolicy, ds: Dataset) -> tuple[np.ndarray, str]:
+    """The checkpoint's validation episodes when ``ds`` is its training data, else every episode."""
+    train = policy.train_config
+    same = False
+    try:
+        same = train.data is not None and Path(train.data).resolve() == Path(ds.source).resolve()
+    except (OSError, TypeError):
+        pass
+    if same:
+        _, val = split_episodes(ds, train.val_fraction, train.seed)
+        if len(val):
+            return np.asarray(val), "held-out (the checkpoint's validation split)"
+    return np.arange(ds.num_episodes), "all episodes of the dataset"

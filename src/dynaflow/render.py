@@ -23,7 +23,6 @@ import importlib
 import math
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,7 +31,10 @@ from types import ModuleType
 import mujoco
 import numpy as np
 
+from dynaflow.fileio import atomic_path
 from dynaflow.physics import load_go2_model
+from dynaflow.robots.go2 import NQ as _NQ
+from dynaflow.robots.go2 import NV as _NV
 
 __all__ = ["configure_gl", "render_frames", "render_motion", "write_video"]
 
@@ -47,7 +49,6 @@ CONTROL_DT = 0.02
 GHOST_RGBA = (0.25, 0.65, 1.0, 0.3)
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
-_NQ, _NV = 19, 18
 _HINT = "install libosmesa6 (apt-get install libosmesa6) or set MUJOCO_GL=egl on a GPU machine"
 _OFF = ("disable", "disabled", "off", "false", "0")
 # MUJOCO_GL value -> module whose GLContext MuJoCo uses for it (Linux; anything else means GLFW).
@@ -164,9 +165,12 @@ def _stop_compilation_cache_writes() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_motion(name: str, value, rows: int | None = None) -> np.ndarray:
+def check_motion(name: str, value, rows: int | None = None) -> np.ndarray:
     """A finite (T, 37) or (T, 19) float array; returns its qpos columns (T, 19)."""
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected numbers, got {np.asarray(value).dtype}") from None
     if arr.ndim != 2 or arr.shape[1] not in (_NQ + _NV, _NQ) or arr.shape[0] < 1:
         raise ValueError(
             f"{name}: expected a 2-D array (T >= 1, {_NQ + _NV}) states or (T, {_NQ}) qpos, got shape "
@@ -208,8 +212,8 @@ def _pose(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray) -> None:
 
 def _prepare(states, ghost, width: int, height: int, model: mujoco.MjModel | None):
     """Checked inputs: qpos (T, 19), ghost qpos (same T) or None, and the model."""
-    qpos = _check_motion("states", states)
-    gqpos = None if ghost is None else _check_motion("ghost", ghost)
+    qpos = check_motion("states", states)
+    gqpos = None if ghost is None else check_motion("ghost", ghost)
     if gqpos is not None and len(gqpos) != len(qpos):
         n = min(len(qpos), len(gqpos))
         qpos, gqpos = qpos[:n], gqpos[:n]
@@ -324,7 +328,7 @@ def render_frames(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_video_path(path) -> Path:
+def check_video_path(path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         supported = ", ".join(VIDEO_SUFFIXES)
@@ -386,20 +390,9 @@ def _write_gif(frames: Iterable[np.ndarray], path: Path, fps: float) -> None:
 
 
 def _write_atomic(frames: Iterable[np.ndarray], path: Path, fps: float) -> Path:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix.lower())
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """Write the video to a temporary file beside ``path``, then rename it over ``path``."""
+    with atomic_path(path, suffix=path.suffix.lower()) as tmp:
         (_write_mp4 if path.suffix.lower() == ".mp4" else _write_gif)(frames, tmp, fps)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -412,7 +405,7 @@ def write_video(frames, path, fps: float = 50) -> Path:
     temporary name in the same directory and renamed, so a failed write leaves no partial file.
     The parent directory is created if missing.
     """
-    path = _check_video_path(path)
+    path = check_video_path(path)
     fps = _check_fps(fps)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1 or frames.dtype != np.uint8:
@@ -430,7 +423,7 @@ def render_motion(
     :func:`write_video`. Arguments are checked before anything is rendered, and frames are
     streamed to the encoder (an ``.mp4`` never holds the whole motion's frames in memory).
     """
-    out = _check_video_path(out)
+    out = check_video_path(out)
     fps = _check_fps(fps)
     qpos, gqpos, model = _prepare(states, ghost, width, height, None)
     with contextlib.closing(_iter_frames(qpos, gqpos, width, height, model, "track", False, fast)) as frames:

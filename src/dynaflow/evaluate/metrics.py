@@ -2,6 +2,7 @@
 
 Notation: X (B, H+1, 37) generated (or demonstrated) states, U (B, H, 12) the actions, Δt the control
 period. Replays run the rollout's control law in MuJoCo C (:func:`dynaflow.physics.replay_in_mujoco`).
+The reader's definitions of what is reported are in :mod:`dynaflow.evaluate.catalogue`.
 
 * :func:`sae_rollout` — admissibility, rollout form: |X − replay(x0, U)|, max and mean over steps ≥ 1.
 * :func:`sae_one_step` — admissibility, one-step form: for each k, |x_{k+1} − f(x_k, u_k)| with f one
@@ -23,11 +24,11 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from dynaflow.demos.gaits import heading_velocity, phase_offsets
-from dynaflow.physics import LEGS, NQ, STATE_GROUPS, Rollout, replay_in_mujoco, stays_up
+from dynaflow.data.sources.gaits import heading_velocity, phase_offsets
+from dynaflow.physics import Rollout, replay_in_mujoco, stays_up
+from dynaflow.robots.go2 import FOOT_RADIUS, FOOT_SITES, NQ, STATE_GROUPS
 
 CONTACT_HEIGHT = 0.01  # m: a foot sphere's lowest point this close to the floor counts as contact
-FOOT_RADIUS = 0.022
 
 
 def error_stats(diff: np.ndarray, prefix: str) -> dict[str, float]:
@@ -85,19 +86,21 @@ def sae_best_action(
     (÷ ``std``) through MJX's differentiable control step. It scores any generator, states-only ones
     included: it is small only if some action explains each generated transition. Returns the stats
     and the errors ``(B, H, 37)`` (in MuJoCo C, float64, with the actions found)."""
-    import jax.numpy as jnp
 
     X = np.asarray(X, np.float32)
     B, T = X.shape[:2]
-    xs = jnp.asarray(X[:, :-1].reshape(-1, X.shape[-1]))
-    xn = jnp.asarray(X[:, 1:].reshape(-1, X.shape[-1]))
-    w = jnp.asarray(1.0 / np.asarray(std, np.float32) ** 2)
-    u0 = (
-        jnp.zeros((len(xs), rollout.mj_model.nu))
-        if U0 is None
-        else jnp.asarray(U0, jnp.float32).reshape(len(xs), -1)
-    )
-    U = _best_actions(rollout, iters, lr)(xs, xn, w, u0)
+    n = B * (T - 1)
+    size = max(64, 1 << (n - 1).bit_length())  # a power of two >= 64: one compile serves many sizes
+    xs = np.zeros((size, X.shape[-1]), np.float32)
+    xn = np.zeros_like(xs)
+    xs[:n], xn[:n] = X[:, :-1].reshape(n, -1), X[:, 1:].reshape(n, -1)
+    xs[n:], xn[n:] = xs[0], xn[0]  # padding: copies of the first transition
+    u0 = np.zeros((size, rollout.mj_model.nu), np.float32)
+    if U0 is not None:
+        u0[:n] = np.asarray(U0, np.float32).reshape(n, -1)
+        u0[n:] = u0[0]
+    w = np.asarray(1.0 / np.asarray(std, np.float32) ** 2, np.float32)
+    U = _best_actions(rollout, lr)(xs, xn, w, u0, np.int32(iters))[:n]
     U = np.asarray(U, np.float64).reshape(B, T - 1, -1)
     errors = one_step_errors(rollout, X, U)
     return error_stats(errors, "sae_best_action"), errors
@@ -106,23 +109,24 @@ def sae_best_action(
 _BEST_ACTION_FNS: dict = {}
 
 
-def _best_actions(rollout: Rollout, iters: int, lr: float):
-    """A cached jit of Adam on the one-step error, vmapped over transitions."""
+def _best_actions(rollout: Rollout, lr: float):
+    """A cached jit of Adam on the one-step error, vmapped over transitions; the iteration count is an
+    argument (a loop, not an unrolled scan), so one compile serves every count."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    key = (rollout, iters, lr)
+    key = (rollout, lr)
     if key in _BEST_ACTION_FNS:
         return _BEST_ACTION_FNS[key]
     step = jax.vmap(rollout.step)
     tx = optax.adam(lr)
 
-    def run(xs, xn, w, u0):
+    def run(xs, xn, w, u0, iters):
         def losses(u):  # one per transition: they are independent, so their sum's gradient is each one's
             return jnp.mean(w * jnp.square(step(xs, u) - xn), axis=-1)
 
-        def body(carry, _):
+        def body(_, carry):
             u, opt, best_u, best = carry
             value, vjp = jax.vjp(losses, u)
             (g,) = vjp(jnp.ones_like(value))
@@ -130,10 +134,10 @@ def _best_actions(rollout: Rollout, iters: int, lr: float):
             best_u = jnp.where(better[:, None], u, best_u)
             best = jnp.where(better, value, best)
             upd, opt = tx.update(g, opt, u)
-            return (optax.apply_updates(u, upd), opt, best_u, best), None
+            return (optax.apply_updates(u, upd), opt, best_u, best)
 
         init = (u0, tx.init(u0), u0, jnp.full(len(u0), jnp.inf))
-        (u, _, best_u, best), _ = jax.lax.scan(body, init, None, length=iters)
+        u, _, best_u, best = jax.lax.fori_loop(0, iters, body, init)
         last = losses(u)
         return jnp.where((last < best)[:, None], u, best_u)
 
@@ -151,7 +155,7 @@ def executability(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str 
 def command_tracking(X: np.ndarray, command: np.ndarray, ctrl_dt: float) -> dict[str, float]:
     """Achieved vs commanded (vx, vy, yaw rate): mean absolute error over samples.
 
-    Achieved: :func:`dynaflow.demos.gaits.heading_velocity` (the gait library's own measure): the mean
+    Achieved: :func:`dynaflow.data.sources.gaits.heading_velocity` (the gait library's own measure): the mean
     over the window of the base velocity in the heading frame and of the finite-difference yaw rate."""
     achieved = heading_velocity(X, ctrl_dt)
     err = np.abs(achieved - np.asarray(command, np.float64)[:, :3]).mean(0)
@@ -163,9 +167,9 @@ def foot_positions(model: mujoco.MjModel, X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, np.float64)
     flat = X.reshape(-1, X.shape[-1])
     data = mujoco.MjData(model)
-    ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{leg}_foot") for leg in LEGS]
+    ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, name) for name in FOOT_SITES]
     if min(ids) < 0:
-        raise ValueError("model: the foot sites FL_foot, FR_foot, RL_foot, RR_foot are required")
+        raise ValueError(f"model: the foot sites {', '.join(FOOT_SITES)} are required")
     out = np.empty((len(flat), 4, 3))
     for i, x in enumerate(flat):
         data.qpos[:] = x[:NQ]

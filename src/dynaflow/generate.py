@@ -1,5 +1,5 @@
-"""Long-horizon generation: open-loop window chaining with a conditioning schedule, and closed-loop
-receding-horizon replanning in MuJoCo C with optional pushes.
+"""Long-horizon generation (the library behind ``dynaflow generate``): open-loop window chaining with a
+conditioning schedule, and closed-loop receding-horizon replanning in MuJoCo C with optional pushes.
 
 * **Open loop** (:func:`rollout_long` with ``closed_loop=False``): each window of H steps starts at the
   previous window's last generated state; the conditioning follows the schedule. DynaFlow's chained
@@ -26,13 +26,17 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from dynaflow.demos.gaits import ALL_GAITS, COND_DIM, conditioning
-from dynaflow.physics import NQ, STATE_DIM, reference_model, replay_in_mujoco, stays_up
+from dynaflow.data import Dataset
+from dynaflow.data.sources.gaits import ALL_GAITS, COND_DIM, conditioning
+from dynaflow.physics import reference_model, replay_in_mujoco, stays_up
+from dynaflow.policy import check_conditioning, held_out_episodes
+from dynaflow.robots.go2 import NQ, STATE_DIM, TRUNK_BODY
 
 __all__ = [
     "Push",
     "LongRollout",
     "Segment",
+    "motion_for_episode",
     "parse_pushes",
     "parse_schedule",
     "rollout_long",
@@ -126,9 +130,14 @@ def parse_pushes(texts: Sequence[str]) -> list[Push]:
             raise ValueError(
                 f"--push: expected FORCE N@TIME s[:DURATION s][/x|-x|y|-y], e.g. 30N@5s, got {text!r}"
             )
-        force, at = float(m.group(1)), float(m.group(2))
-        dur = float(m.group(3)) if m.group(3) else DEFAULT_PUSH_SECONDS
-        if not (np.isfinite(force) and at >= 0 and dur > 0):
+        try:
+            force, at = float(m.group(1)), float(m.group(2))
+            dur = float(m.group(3)) if m.group(3) else DEFAULT_PUSH_SECONDS
+        except ValueError:
+            raise ValueError(
+                f"--push: {text!r}: FORCE, TIME and DURATION must be numbers (e.g. 30N@5s:0.2s/-x)"
+            ) from None
+        if not (np.isfinite(force) and np.isfinite(at) and np.isfinite(dur) and at >= 0 and dur > 0):
             raise ValueError(f"--push: {text!r}: needs a finite force, a time >= 0 and a duration > 0")
         dx, dy = _DIRECTIONS[m.group(4) or "y"]
         out.append(Push((force * dx, force * dy), at, dur))
@@ -193,6 +202,8 @@ def _cond_at(policy, cond, t: float):
     c = np.asarray(c, np.float32).reshape(1, -1)
     if c.shape[1] != policy.cond_dim:
         raise ValueError(f"cond: the checkpoint takes cond_dim={policy.cond_dim}, got {c.shape[1]}")
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"cond: expected finite numbers, got {c[0].tolist()}")
     return c
 
 
@@ -217,8 +228,14 @@ def rollout_long(
     x0 = np.asarray(x0, np.float64).reshape(-1)
     if x0.shape != (STATE_DIM,) or not np.all(np.isfinite(x0)):
         raise ValueError(f"x0: expected {STATE_DIM} finite numbers, got shape {x0.shape}")
-    if not seconds > 0:
-        raise ValueError(f"--seconds: expected > 0, got {seconds}")
+    if np.linalg.norm(x0[3:7]) < 1e-6:
+        raise ValueError(
+            "x0: the base quaternion (dims 3:7, w x y z) is zero; give a unit quaternion, e.g. 1 0 0 0"
+        )
+    if not (np.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"--seconds: expected a finite number > 0, got {seconds}")
+    if isinstance(replan_every, bool) or not isinstance(replan_every, int | np.integer):
+        raise ValueError(f"--replan-every: expected an integer, got {replan_every!r}")
     if fidelity not in ("same", "reference"):
         raise ValueError(f"--fidelity: expected same or reference, got {fidelity!r}")
     dt = policy.rollout.ctrl_dt
@@ -246,8 +263,8 @@ def rollout_long(
                 result.replays[fid] = replay_in_mujoco(policy.rollout, X[0], U, fid)
         return result
 
-    if policy.method == "state-fm":
-        raise ValueError("--closed-loop: a states-only model (state-fm) has no actions to execute")
+    if not policy.has_actions:
+        raise ValueError(f"--closed-loop: a states-only model ({policy.method}) has no actions to execute")
     if replan_every < 1 or replan_every > policy.horizon:
         raise ValueError(f"--replan-every: expected 1..{policy.horizon} (the horizon), got {replan_every}")
     if fidelity == "same":
@@ -255,7 +272,7 @@ def rollout_long(
     else:
         model, n_sub = reference_model(policy.rollout)
     data = mujoco.MjData(model)
-    trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "base")
+    trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, TRUNK_BODY)
     x = x0.copy()
     x[3:7] /= np.linalg.norm(x[3:7])
     data.qpos[:] = x[:NQ]
@@ -303,7 +320,7 @@ def _cond_series(policy, cond, total: int, dt: float) -> np.ndarray | None:
 
 def default_start(policy) -> np.ndarray:
     """A settled standing state (the gait library's start) for models of the Go2 gait data."""
-    from dynaflow.demos.gaits import start_state
+    from dynaflow.data.sources.gaits import start_state
 
     return start_state(policy.rollout)
 
@@ -315,3 +332,28 @@ def check_gait_model(policy) -> None:
             f"--schedule: gait schedules make {COND_DIM}-D conditionings (vx, vy, yaw rate, gait one-hot); "
             f"this checkpoint takes cond_dim={policy.cond_dim}"
         )
+
+
+def motion_for_episode(
+    policy, dataset: Dataset, episode: int | None = None, seconds: float = 4.0, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The checkpoint's motion from a demonstration episode's first state and conditioning (chained open
+    loop), with that episode as the demonstration to compare against: ``{"states", "actions" (absent for
+    a states-only model), "demo", "episode"}``. ``episode`` defaults to the checkpoint's first held-out
+    episode when ``dataset`` is its training data, else episode 0."""
+    check_conditioning(policy, dataset)
+    if episode is None:
+        episode = int(held_out_episodes(policy, dataset)[0][0])
+    if (
+        isinstance(episode, bool)
+        or not isinstance(episode, int | np.integer)
+        or not 0 <= episode < dataset.num_episodes
+    ):
+        raise ValueError(f"--episode: expected 0..{dataset.num_episodes - 1}, got {episode!r}")
+    cond = None if dataset.conditionings is None else dataset.conditionings[episode, 0]
+    res = rollout_long(policy, dataset.states[episode, 0], cond, seconds=seconds, seed=seed, replay=False)
+    demo = dataset.states[episode, : min(len(res.states), int(dataset.lengths[episode]))]
+    out = {"states": res.states, "demo": demo, "episode": np.int64(episode)}
+    if res.actions is not None:
+        out["actions"] = res.actions
+    return out

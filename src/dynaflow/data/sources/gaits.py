@@ -29,17 +29,26 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from dynaflow.physics import ACTION_DIM, NQ, STATE_DIM, Rollout, stays_up
+from dynaflow.physics import Rollout, stays_up
+from dynaflow.robots.go2 import (
+    ACTION_DIM,
+    FOOT_SITES,
+    HIP_X,
+    HIP_Y,
+    L_CALF,
+    L_THIGH,
+    NQ,
+    SIGN_X,
+    SIGN_Y,
+    STATE_DIM,
+    THIGH_Y,
+)
 
 GAITS = ("trot", "pace", "bound", "pronk")
 ALL_GAITS = (*GAITS, "stand")
 COND_NAMES = ("vx_cmd", "vy_cmd", "yaw_rate_cmd", *(f"gait_{g}" for g in GAITS))
 COND_DIM = len(COND_NAMES)
 
-HIP_X, HIP_Y, THIGH_Y = 0.1934, 0.0465, 0.0955
-L_THIGH, L_CALF = 0.213, 0.213
-SIGN_X = np.array([1.0, 1.0, -1.0, -1.0])  # FL, FR, RL, RR
-SIGN_Y = np.array([1.0, -1.0, 1.0, -1.0])
 HIP_POS = np.stack([SIGN_X * HIP_X, SIGN_Y * (HIP_Y + THIGH_Y)], axis=1)  # (4, 2) foot-above points
 
 
@@ -183,9 +192,7 @@ def simulate_episode(
     data.qpos[:] = x0[:NQ]
     data.qvel[:] = x0[NQ:]
     mujoco.mj_forward(model, data)
-    feet = [
-        mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{leg}_foot") for leg in ("FL", "FR", "RL", "RR")
-    ]
+    feet = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, name) for name in FOOT_SITES]
     X = np.empty((steps + 1, STATE_DIM))
     U = np.empty((steps, ACTION_DIM))
     contact = np.empty((steps + 1, 4), bool)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynaflow.physics import ACTION_DIM, Rollout, random_smooth_actions, replay_in_mujoco
+from dynaflow.physics import Rollout, random_smooth_actions, replay_in_mujoco
+from dynaflow.robots.go2 import ACTION_DIM
 
 COND_NAMES = ("amplitude", "frequency / 3 Hz", "sin phase", "cos phase")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynaflow.physics import STATE_DIM
+from dynaflow.robots.go2 import JOINT_VEL, JOINTS, STATE_DIM
 
 
 def yaw_quaternion(yaw: np.ndarray) -> np.ndarray:
@@ -58,12 +58,12 @@ def kinematic_from_gaits(
         out[i, :, 0:2] = pos
         out[i, :, 2] = states[i, :, 2].mean() if height is None else height
         out[i, :, 3:7] = yaw_quaternion(yaw)
-        joints = (1 - w) * states[i, lo, 7:19] + w * states[i, hi, 7:19]
-        jvel = ((1 - w) * states[i, lo, 25:37] + w * states[i, hi, 25:37]) * time_scale
-        out[i, :, 7:19] = joints
+        joints = (1 - w) * states[i, lo, JOINTS] + w * states[i, hi, JOINTS]
+        jvel = ((1 - w) * states[i, lo, JOINT_VEL] + w * states[i, hi, JOINT_VEL]) * time_scale
+        out[i, :, JOINTS] = joints
         out[i, :, 19:21] = vel_w
         out[i, :, 21] = 0.0
         out[i, :, 22:24] = 0.0
         out[i, :, 24] = wz
-        out[i, :, 25:37] = jvel
+        out[i, :, JOINT_VEL] = jvel
     return out.astype(np.float32)

@@ -1,4 +1,5 @@
-"""Phi(x0, U): standing, MJX vs MuJoCo C agreement, gradients, batching, bad input."""
+"""Φ(x0, U) (dynaflow.physics): standing, MJX vs MuJoCo C agreement, the implicit step against mjx.step,
+gradients, batching, bad input, and the `dynaflow physics` self-check."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynaflow.physics import STATE_GROUPS, random_smooth_actions, replay_in_mujoco, upright
+from dynaflow.physics import random_smooth_actions, replay_in_mujoco, upright
+from dynaflow.physics.check import final_position_gradients
+from dynaflow.robots.go2 import STATE_GROUPS
 
 STAND_STEPS = 250  # 5 s at 50 Hz
 
@@ -100,15 +103,10 @@ def test_batch_equals_per_sample_and_shapes(rollout, agreement):
 
 
 def test_gradients_finite_and_nonzero_through_contacts(rollout, settled):
-    """float32: d(base height)/dU exists only through the foot contacts holding the trunk up."""
-    U = jnp.asarray(random_smooth_actions(np.random.default_rng(1), 4, 8, amplitude=0.5), jnp.float32)
-    x0 = jnp.asarray(np.tile(settled, (4, 1)), jnp.float32)
-
-    def loss(U, x0):
-        X = rollout(x0, U)
-        return jnp.sum(X[:, -1, 2]) + jnp.sum(X[:, -1, 0])
-
-    gU, gx = jax.grad(loss, argnums=(0, 1))(U, x0)
+    """float32: d(final base position)/dU exists only through the foot contacts holding the trunk up and
+    pushing it along (the gradient `dynaflow physics` checks, at the shapes its test uses: one compile)."""
+    U = random_smooth_actions(np.random.default_rng(1), 4, 8, amplitude=0.5)
+    gU, gx = final_position_gradients(rollout, np.tile(settled, (4, 1)), U)
     assert np.all(np.isfinite(gU)) and np.all(np.isfinite(gx))
     assert np.abs(gU).max() > 1e-3 and np.abs(gx[:, 7:19]).max() > 1e-3
     # forward velocity of the base responds to the legs only through friction at the feet
@@ -219,3 +217,27 @@ def test_pd_actuators_can_walk(rollout):
         travelled = np.linalg.norm(X[-1, :2] - X[50, :2])
         assert travelled > 1.0, (fidelity, travelled)
         assert upright(X).min() > 0.85 and X[50:, 2].min() > 0.18, fidelity
+
+
+def test_implicit_step_computes_what_mjx_step_computes(rollout, agreement):
+    """The implicit-gradient step (dynaflow.physics.implicit) changes only the backward pass: forward, it is
+    MJX's own step (gradient="unrolled" rolls out through mjx.step)."""
+    from dynaflow import create_go2_rollout
+
+    x0, U, X, _ = agreement
+    plain = create_go2_rollout(gradient="unrolled")
+    Xp = np.asarray(plain(np.tile(x0, (4, 1)), U[:4]))
+    assert_same_trajectory(Xp, X[:4])
+
+
+def test_physics_self_check_command(capsys):
+    """`dynaflow physics`: standing, MJX vs C and a gradient, with its verdict (a small batch: the gradient
+    is the one the contact test above compiles)."""
+    from dynaflow.cli import main
+
+    assert main(["physics", "--batch", "4", "--horizon", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "MJX vs MuJoCo C (same)" in out and "physics check: OK" in out
+    with pytest.raises(SystemExit):
+        main(["physics", "--batch", "0"])
+    assert "argument --batch: expected a positive integer, got 0" in capsys.readouterr().err

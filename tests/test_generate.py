@@ -1,11 +1,12 @@
-"""Long-horizon generation: schedules, open-loop chaining, closed-loop replanning with pushes."""
+"""Long-horizon generation (dynaflow.generate): schedules, open-loop chaining, closed-loop replanning
+with pushes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dynaflow.rollout_long import Push, parse_pushes, parse_schedule, rollout_long, schedule_fn
+from dynaflow.generate import Push, parse_pushes, parse_schedule, rollout_long, schedule_fn
 
 
 def test_parse_schedule_and_its_errors():
@@ -39,21 +40,18 @@ def test_parse_pushes():
     ]
     with pytest.raises(ValueError, match=r"--push: expected FORCE N@TIME s"):
         parse_pushes(["30@5"])
+    with pytest.raises(ValueError, match=r"--push: '--5N@1s': FORCE, TIME and DURATION must be numbers"):
+        parse_pushes(["--5N@1s"])
+    with pytest.raises(ValueError, match=r"--push: '1e999N@1s': needs a finite force"):
+        parse_pushes(["1e999N@1s"])
 
 
-@pytest.fixture(scope="module")
-def policy(trained_run, rollout):
-    from dynaflow.policy import DynaFlowPolicy
-
-    return DynaFlowPolicy.from_checkpoint(trained_run.run_dir, rollout=rollout)
-
-
-def test_open_loop_is_replayed(policy, synthetic_npz):
+def test_open_loop_is_replayed(policy, trot_npz):
     from dynaflow.data import load_dataset
 
-    ds = load_dataset(synthetic_npz)
+    ds = load_dataset(trot_npz)
     res = rollout_long(policy, ds.states[0, 0], ds.conditionings[0, 0], seconds=0.6)
-    assert res.states.shape == (31, 37) and res.actions.shape == (30, 12) and res.cond.shape == (30, 4)
+    assert res.states.shape == (31, 37) and res.actions.shape == (30, 12) and res.cond.shape == (30, 7)
     assert len(res.latencies) == 4  # ceil(30 / H=8) windows
     s = res.summary()
     assert s["replay_same_drift_m"] < 1e-2 and s["replay_same_upright"] == s["upright"]
@@ -63,10 +61,10 @@ def test_open_loop_is_replayed(policy, synthetic_npz):
         )
 
 
-def test_closed_loop_replans_and_a_push_moves_the_robot(policy, synthetic_npz):
+def test_closed_loop_replans_and_a_push_moves_the_robot(policy, trot_npz):
     from dynaflow.data import load_dataset
 
-    ds = load_dataset(synthetic_npz)
+    ds = load_dataset(trot_npz)
     x0, c = ds.states[0, 0], ds.conditionings[0, 0]
     calm = rollout_long(policy, x0, c, seconds=1.0, closed_loop=True, replan_every=4)
     push = [Push((0.0, 60.0), 0.2, 0.2)]

@@ -29,10 +29,9 @@ import numpy as np
 from brax.envs.base import Env, State
 from mujoco import mjx
 
-from dynaflow.demos.gaits import GAITS, SPECS
-from dynaflow.physics import NQ, Rollout, create_go2_rollout, local_device
-
-FOOT_GEOM_RADIUS = 0.022
+from dynaflow.data.sources.gaits import GAITS, SPECS
+from dynaflow.physics import Rollout, create_go2_rollout, local_device
+from dynaflow.robots.go2 import ANGVEL, FOOT_RADIUS, JOINT_VEL, JOINTS, LINVEL, NQ
 
 
 def _brax_jax_compat() -> None:
@@ -154,7 +153,7 @@ class Go2Joystick(Env):
         k_cmd, k_gait, k_q, k_rng = jax.random.split(rng, 4)
         x = self._home
         if self.config.randomize:
-            x = x.at[7:19].add(jax.random.uniform(k_q, (12,), minval=-0.1, maxval=0.1))
+            x = x.at[JOINTS].add(jax.random.uniform(k_q, (12,), minval=-0.1, maxval=0.1))
         gait = jax.random.randint(k_gait, (), 0, max(self._n_gaits, 1))
         info = {
             "command": self._sample_command(k_cmd),
@@ -224,15 +223,15 @@ class Go2Joystick(Env):
         x = pipeline_state["x"]
         q = x[3:7] / jnp.linalg.norm(x[3:7])
         gravity = _rotate_inv(q, jnp.array([0.0, 0.0, -1.0]))
-        v_body = _rotate_inv(q, x[19:22])
+        v_body = _rotate_inv(q, x[LINVEL])
         obs = jnp.concatenate(
             [
                 v_body,
-                x[22:25],
+                x[ANGVEL],
                 gravity,
                 info["command"],
-                x[7:19] - self._default,
-                0.1 * x[25:37],
+                x[JOINTS] - self._default,
+                0.1 * x[JOINT_VEL],
                 info["last_act"],
             ]
         )
@@ -244,18 +243,18 @@ class Go2Joystick(Env):
         """Heights (m) of the four foot spheres' lowest points above the floor."""
         d = mjx.make_data(self._m, device=local_device()).replace(qpos=x[:NQ])
         d = mjx.kinematics(self._m, d)
-        return d.geom_xpos[self._foot_geoms, 2] - FOOT_GEOM_RADIUS
+        return d.geom_xpos[self._foot_geoms, 2] - FOOT_RADIUS
 
     def _reward(self, x, x_next, action, info, step_idx):
         s = self.config.reward_scales
         q = x_next[3:7] / jnp.linalg.norm(x_next[3:7])
-        v_body = _rotate_inv(q, x_next[19:22])
-        w_body = x_next[22:25]
+        v_body = _rotate_inv(q, x_next[LINVEL])
+        w_body = x_next[ANGVEL]
         cmd = info["command"]
         lin_err = jnp.sum(jnp.square(cmd[:2] - v_body[:2]))
         ang_err = jnp.square(cmd[2] - w_body[2])
         gravity = _rotate_inv(q, jnp.array([0.0, 0.0, -1.0]))
-        qj, dqj = x_next[7:19], x_next[25:37]
+        qj, dqj = x_next[JOINTS], x_next[JOINT_VEL]
         tau = jnp.clip(
             self._kp * (self.rollout.targets(action) - qj) - self._kd * dqj, -self._tau_max, self._tau_max
         )

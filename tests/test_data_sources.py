@@ -1,4 +1,5 @@
-"""Demonstration sources: the gait library, kinematic demonstrations, the bundled dataset."""
+"""Demonstration sources (dynaflow.data.sources): the gait library, kinematic demonstrations, the bundled
+dataset, and the `dynaflow data` commands."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 
 from dynaflow.data import bundled_dataset, load_dataset, make_dataset
-from dynaflow.demos.gaits import GAITS, SPECS, make_gait_dataset
-from dynaflow.demos.kinematic import kinematic_from_gaits
+from dynaflow.data.sources.gaits import GAITS, SPECS, make_gait_dataset
+from dynaflow.data.sources.kinematic import kinematic_from_gaits
 from dynaflow.physics import replay_in_mujoco, upright
 
 
@@ -44,7 +45,7 @@ def test_gaits_track_commands_with_distinct_contact_patterns(gait_data):
 
 
 def test_replaying_the_actions_reproduces_the_states(gait_data, rollout):
-    from dynaflow.demos.gaits import simulate_episode, start_state
+    from dynaflow.data.sources.gaits import simulate_episode, start_state
 
     # the simulation itself (float64): replay_in_mujoco reproduces it exactly
     X, U, _ = simulate_episode(rollout, "trot", np.array([0.4, 0.1, 0.3]), 100, start_state(rollout))
@@ -102,6 +103,10 @@ def test_data_commands(tmp_path, capsys):
     assert load_dataset(tmp_path / "k.npz").actions is None
     assert main(["data", "gaits", "--out", str(out), "--gaits", "trot,gallop"]) == 2
     assert "--gaits: expected some of trot,pace,bound,pronk,stand, got trot,gallop" in capsys.readouterr().err
+    # a command never writes over its input
+    assert main(["data", "kinematic", "--source", str(out), "--out", str(out)]) == 2
+    assert "would overwrite an input of this command" in capsys.readouterr().err
+    assert load_dataset(out).actions is not None
 
 
 def test_train_accepts_gait_and_kinematic_sources(small_config, rollout, tmp_path, gait_data):

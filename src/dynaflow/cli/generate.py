@@ -1,0 +1,156 @@
+"""``dynaflow generate``: long-horizon motion, open-loop chaining or closed-loop replanning in MuJoCo C."""
+
+from __future__ import annotations
+
+import argparse
+
+from dynaflow.cli.common import (
+    add_checkpoint_args,
+    add_command,
+    load_policy,
+    npz_output,
+    parse_floats,
+    positive_float,
+    positive_int,
+    replacing,
+)
+from dynaflow.robots.go2 import STATE_DIM
+
+
+def add_parser(sub) -> None:
+    p = add_command(
+        sub,
+        "generate",
+        "long-horizon motion: open-loop chaining or closed-loop replanning",
+        "Chain the checkpoint's windows for --seconds (open loop, replayed in MuJoCo C in both simulators), "
+        "or replan every --replan-every control steps from the measured state of a MuJoCo C simulation "
+        "(--closed-loop, with optional pushes). Writes an NPZ, a .json summary and optionally a video.",
+    )
+    add_checkpoint_args(p)
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--schedule",
+        help="gait schedule, e.g. trot:0.5:4,turn:0.5:0.8:3,bound:0.3:3 (gait:vx:[vy:]yaw_rate:seconds)",
+    )
+    how.add_argument("--cond", help="a fixed conditioning vector (C numbers)")
+    p.add_argument("--seconds", type=positive_float("--seconds"), default=10.0, help="length of the motion")
+    p.add_argument(
+        "--x0", default="start", help=f"initial state: start (settled standing), home, or {STATE_DIM} numbers"
+    )
+    p.add_argument(
+        "--closed-loop", action="store_true", help="replan from the measured state of a MuJoCo C simulation"
+    )
+    p.add_argument(
+        "--replan-every", type=positive_int("--replan-every"), default=4, help="control steps between replans"
+    )
+    p.add_argument(
+        "--fidelity",
+        choices=("same", "reference"),
+        default="same",
+        help="closed loop: the simulator it runs in",
+    )
+    p.add_argument(
+        "--push",
+        action="append",
+        default=[],
+        help="closed loop: a push on the trunk, FORCE N@TIME s[:DURATION s][/x|-x|y|-y], e.g. 30N@5s "
+        "(repeatable)",
+    )
+    p.add_argument(
+        "--out", default="motion.npz", help="output NPZ (states, actions, ...) and a .json summary beside it"
+    )
+    p.add_argument("--video", default=None, help="also render the motion to this .mp4 or .gif")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from dynaflow.fileio import atomic_write, check_output, write_npz
+    from dynaflow.generate import (
+        check_gait_model,
+        default_start,
+        parse_pushes,
+        parse_schedule,
+        rollout_long,
+        schedule_fn,
+    )
+    from dynaflow.jsonio import dumps
+
+    out = npz_output(args.out)
+    summary_path = out.with_suffix(".json")
+    check_output(summary_path, "summary")
+    if args.video:
+        from dynaflow.render import check_video_path
+
+        check_output(check_video_path(args.video), "video")
+    pushes = parse_pushes(args.push)
+    schedule = parse_schedule(args.schedule) if args.schedule is not None else None
+    policy = load_policy(args)
+    if schedule is not None:
+        check_gait_model(policy)
+        cond = schedule_fn(schedule)
+    elif args.cond is not None:
+        cond = parse_floats(args.cond, "--cond", policy.cond_dim)
+    else:
+        cond = None
+    if args.x0 == "start":
+        x0 = default_start(policy)
+    elif args.x0 == "home":
+        x0 = policy.rollout.home_state()
+    else:
+        x0 = parse_floats(args.x0, "--x0", STATE_DIM)
+    result = rollout_long(
+        policy,
+        x0,
+        cond,
+        seconds=args.seconds,
+        closed_loop=args.closed_loop,
+        replan_every=args.replan_every,
+        fidelity=args.fidelity,
+        pushes=pushes,
+        seed=args.seed,
+        ode_steps=args.ode_steps,
+    )
+    summary = result.summary()
+    arrays = {"states": result.states.astype(np.float32), "latencies": np.asarray(result.latencies)}
+    if result.actions is not None:
+        arrays["actions"] = result.actions.astype(np.float32)
+    if result.cond is not None:
+        arrays["conditionings"] = result.cond
+    for fid, R in result.replays.items():
+        arrays[f"replay_{fid}"] = R.astype(np.float32)
+    replacing(out, summary_path)
+    write_npz(out, arrays)
+    atomic_write(summary_path, dumps({"command": args.command_line, **summary}))
+    mode = (
+        f"closed loop in MuJoCo C ({args.fidelity}), replanning every {args.replan_every} steps"
+        if args.closed_loop
+        else "open loop (chained windows)"
+    )
+    print(
+        f"{summary['seconds']:.1f} s {mode}: moved {summary['forward_m']:+.2f} m forward, "
+        f"{summary['distance_m']:.2f} m in all, upright throughout: {summary['upright']}"
+    )
+    if "latency_ms_median" in summary:
+        print(
+            f"sampler: {summary['sampler_calls']} calls, "
+            f"latency median {summary['latency_ms_median']:.1f} ms, "
+            f"p95 {summary['latency_ms_p95']:.1f} ms (first call {summary['latency_ms_first']:.0f} ms); "
+            f"{summary['real_time_factor']:.1f}x real time "
+            f"({summary['real_time_factor_warm']:.1f}x after the first call)"
+        )
+    for fid in result.replays:
+        print(
+            f"open-loop replay in MuJoCo C ({fid}): upright {summary[f'replay_{fid}_upright']}, "
+            f"forward {summary[f'replay_{fid}_forward_m']:+.2f} m, "
+            f"drift {summary[f'replay_{fid}_drift_m']:.3f} m"
+        )
+    print(f"wrote {out} and {summary_path}")
+    if args.video:
+        from dynaflow.render import render_motion
+
+        replacing(args.video)
+        path = render_motion(result.states, args.video, fast=True)
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,288 @@
+"""The differentiable simulator Φ(x0, U) -> X: a batched, jit-compiled MJX rollout of the Go2's control law.
+
+Control law (50 Hz by default): joint targets ``q* = clip(default_pose + action_scale * u, ctrlrange)`` are
+sent to the model's PD position actuators and held for ``n_substeps`` physics steps of
+``sim_dt = ctrl_dt / n_substeps``. States follow the 37-D layout of :mod:`dynaflow.robots.go2`.
+
+Physics knows nothing of learning: this package imports only JAX, MuJoCo, MJX and the robot constants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+from dynaflow.physics.implicit import (
+    LS_ALPHA,
+    LS_IMPROVED,
+    LS_QACC,
+    check_implicit_supported,
+    mjx_step_implicit,
+)
+from dynaflow.physics.model import home_qpos, load_go2_model, simulation_model
+from dynaflow.robots.go2 import ACTION_DIM, NQ, SCENE_XML, STATE_DIM
+
+with contextlib.redirect_stdout(io.StringIO()):
+    # mujoco.mjx prints a notice when the optional Warp backend is missing; we never use Warp.
+    from mujoco import mjx
+
+# Each physics substep is rematerialised in the backward pass, saving only its (qpos, qvel) input
+# and the line-search results. Storing every MJX intermediate instead costs ~1,400 stacked residual
+# writes/reads per control step on the CPU and made the gradient ~1.5x slower (BENCHMARKS.md).
+_SUBSTEP_POLICY = jax.checkpoint_policies.save_only_these_names(LS_ALPHA, LS_IMPROVED, LS_QACC)
+
+
+def _x64() -> bool:
+    """Whether 64-bit floats are on (the global flag or a ``jax.enable_x64`` context)."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64
+
+
+def local_device() -> jax.Device:
+    """This process's first device. MJX's ``put_model`` / ``make_data`` default to ``jax.devices()[0]``,
+    which in a multi-process run belongs to process 0; every MJX placement here names this one instead."""
+    return jax.local_devices()[0]
+
+
+def _as_array(value, dtype) -> np.ndarray | jax.Array:
+    """Array-ify an argument, keeping tracers as they are."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    return jnp.asarray(value, dtype=dtype)
+
+
+def _check_finite(name: str, value) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+
+
+def check_inputs(x0, U) -> tuple[int, bool]:
+    """Validate (x0, U) shapes and values; return the batch size and whether both are unbatched."""
+    if x0.ndim not in (1, 2) or x0.shape[-1] != STATE_DIM:
+        raise ValueError(f"x0: expected shape (37,) or (B, 37), got {tuple(x0.shape)}")
+    if U.ndim not in (2, 3) or U.shape[-1] != ACTION_DIM or U.shape[-2] < 1:
+        raise ValueError(f"U: expected shape (H, 12) or (B, H, 12) with H >= 1, got {tuple(U.shape)}")
+    if x0.ndim == 2 and U.ndim == 3 and x0.shape[0] != U.shape[0]:
+        raise ValueError(f"x0 and U: batch sizes differ, x0 {tuple(x0.shape)} vs U {tuple(U.shape)}")
+    _check_finite("x0", x0)
+    _check_finite("U", U)
+    batch = max(x0.shape[0] if x0.ndim == 2 else 1, U.shape[0] if U.ndim == 3 else 1)
+    return batch, x0.ndim == 1 and U.ndim == 2
+
+
+@dataclass(frozen=True, eq=False)
+class Rollout:
+    """Phi(x0, U) -> X: a batched, jit-compiled, reverse-mode differentiable MJX rollout.
+
+    Call ``rollout(x0, U)`` (or the object itself). ``x0`` is ``(B, 37)`` or ``(37,)``, ``U`` is
+    ``(B, H, 12)`` or ``(H, 12)``; an unbatched argument is broadcast against a batched one. The
+    result ``X`` is ``(B, H + 1, 37)`` with ``X[:, 0] = x0`` (quaternion normalised), or
+    ``(H + 1, 37)`` when both arguments are unbatched. Works inside ``jax.jit`` / ``jax.grad`` and
+    under ``jax_enable_x64``.
+
+    ``gradient="implicit"`` (default) computes what ``mjx.step`` computes (the same algorithm; the
+    values agree to float rounding) with a cheaper backward pass: the constraint solver's line search
+    gets its implicit-function derivative instead of being unrolled, linear solves reuse their
+    Cholesky factor, and each substep is rematerialised (see :mod:`dynaflow.physics.implicit`).
+    ``gradient="unrolled"`` differentiates through ``mjx.step`` as it is (reference / debugging).
+    """
+
+    mj_model: mujoco.MjModel
+    sim_model: mujoco.MjModel
+    default_pose: np.ndarray
+    action_scale: float
+    ctrl_dt: float
+    n_substeps: int
+    remat: bool = False
+    gradient: Literal["implicit", "unrolled"] = "implicit"
+    _mjx_models: dict = field(default_factory=dict, repr=False)
+    _jitted: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # One jit serves float32 and float64: its cache is keyed on input dtypes and the x64 flag,
+        # and _single picks the matching MJX model while tracing.
+        object.__setattr__(self, "_jitted", jax.jit(self._batched))
+
+    @property
+    def sim_dt(self) -> float:
+        """Physics step (s): ``ctrl_dt / n_substeps``."""
+        return self.ctrl_dt / self.n_substeps
+
+    @property
+    def ctrl_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper joint-target limits (the actuators' ctrlrange)."""
+        return self.mj_model.actuator_ctrlrange[:, 0].copy(), self.mj_model.actuator_ctrlrange[:, 1].copy()
+
+    def targets(self, U):
+        """Joint targets of the control law: ``clip(default_pose + action_scale * U, ctrlrange)``.
+
+        Works on NumPy and JAX arrays alike (the MuJoCo C replay uses the same function)."""
+        lo, hi = self.ctrl_range
+        xp = np if isinstance(U, np.ndarray) else jnp
+        return xp.clip(xp.asarray(self.default_pose) + self.action_scale * U, lo, hi)
+
+    # ----------------------------------------------------------------------------------------
+    def _mjx_model(self):
+        x64 = _x64()
+        if x64 not in self._mjx_models:
+            with jax.ensure_compile_time_eval():  # concrete arrays even when first called under a trace
+                self._mjx_models[x64] = mjx.put_model(self.sim_model, device=local_device())
+        return self._mjx_models[x64]
+
+    def _control_step(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        """One control step of the law from state x (37,) with action u (12,): x_next (37,). Traceable."""
+        m = self._mjx_model()
+        step = mjx_step_implicit if self.gradient == "implicit" else mjx.step
+        template = mjx.make_data(m, device=local_device())
+        dtype = template.qpos.dtype
+
+        def substep(carry, ctrl):
+            qpos, qvel = carry
+            d = step(m, template.replace(qpos=qpos, qvel=qvel, ctrl=ctrl))
+            return (d.qpos, d.qvel)
+
+        substep = jax.checkpoint(substep, policy=_SUBSTEP_POLICY, prevent_cse=False)  # inside scan
+        ctrl = self.targets(u).astype(dtype)
+        carry = (x[:NQ].astype(dtype), x[NQ:].astype(dtype))
+        carry, _ = jax.lax.scan(lambda c, _: (substep(c, ctrl), None), carry, None, length=self.n_substeps)
+        return jnp.concatenate(carry)
+
+    def _single(self, x0: jax.Array, U: jax.Array) -> jax.Array:
+        """Unbatched rollout: x0 (37,), U (H, 12) -> X (H+1, 37). Traceable."""
+        dtype = jnp.float64 if _x64() else jnp.float32
+        quat = x0[3:7] / jnp.linalg.norm(x0[3:7])
+        x0 = jnp.concatenate([x0[:3], quat, x0[7:]]).astype(dtype)
+
+        def control_step(x, u):
+            x_next = self._control_step(x, u)
+            return x_next, x_next
+
+        if self.remat:
+            control_step = jax.checkpoint(control_step)
+        _, xs = jax.lax.scan(control_step, x0, U.astype(dtype))
+        return jnp.concatenate([x0[None], xs], axis=0)
+
+    def step(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        """One control step, unbatched and traceable (for closed-loop use inside jit/vmap, e.g. RL
+        environments): the same computation as one step of :meth:`rollout`. The quaternion is not
+        renormalised (the simulator keeps it unit)."""
+        with jax.default_matmul_precision("highest"):
+            return self._control_step(x, u)
+
+    def _batched(self, x0: jax.Array, U: jax.Array) -> jax.Array:
+        # Full float32 matrix products: GPUs otherwise run f32 matmuls in TF32, which costs the
+        # simulation ~3 decimal digits (H200, MJX vs MuJoCo C: max error 8e-2 instead of ~1e-5).
+        with jax.default_matmul_precision("highest"):
+            return jax.vmap(self._single)(x0, U)
+
+    def rollout(self, x0, U) -> jax.Array:
+        """Roll the action sequence ``U`` out from ``x0``; see the class docstring for shapes."""
+        dtype = jnp.float64 if _x64() else jnp.float32
+        x0 = _as_array(x0, dtype)
+        U = _as_array(U, dtype)
+        batch, unbatched = check_inputs(x0, U)
+        x0b = jnp.broadcast_to(x0, (batch, STATE_DIM)) if x0.ndim == 1 else x0
+        Ub = jnp.broadcast_to(U, (batch, *U.shape[-2:])) if U.ndim == 2 else U
+        X = self._jitted(x0b, Ub)
+        return X[0] if unbatched else X
+
+    __call__ = rollout
+
+    def home_state(self) -> np.ndarray:
+        """The 37-D state of the ``home`` keyframe (zero velocities)."""
+        x = np.zeros(STATE_DIM)
+        x[:NQ] = home_qpos(self.mj_model)
+        return x
+
+
+_ROLLOUTS: dict = {}
+
+
+def create_go2_rollout(
+    xml_path: str | Path | None = None,
+    ctrl_dt: float = 0.02,
+    n_substeps: int = 4,
+    action_scale: float = 0.5,
+    remat: bool = False,
+    gradient: Literal["implicit", "unrolled"] = "implicit",
+    default_pose=None,
+) -> Rollout:
+    """Build Phi for the Go2: ``rollout(x0, U) -> X`` (see :class:`Rollout`).
+
+    Args:
+      xml_path: MJCF scene; the project's own Go2 scene when ``None``.
+      ctrl_dt: control period (s); 0.02 = 50 Hz.
+      n_substeps: physics steps per control step (``sim_dt = ctrl_dt / n_substeps``).
+      action_scale: joint-target offset (rad) per unit action.
+      remat: wrap each control step in ``jax.checkpoint`` (memory ~linear in H, ~1.3x compute).
+      gradient: ``"implicit"`` (fast, default) or ``"unrolled"`` (plain ``mjx.step``).
+      default_pose: 12 joint angles the actions are offsets from; the ``home`` keyframe's by default.
+
+    Equal arguments return the same :class:`Rollout` object (per process), so every checkpoint, policy
+    and command built on it shares its compiled functions (samplers, replanning) instead of compiling
+    them again. Treat its models as read-only (``reference_model`` copies).
+    """
+    args = (xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose)
+    try:
+        key = (
+            None if xml_path is None else str(Path(xml_path).resolve()),
+            float(ctrl_dt),
+            n_substeps,
+            float(action_scale),
+            bool(remat),
+            gradient,
+            None if default_pose is None else tuple(float(v) for v in np.ravel(default_pose)),
+        )
+        hash(key)
+    except (TypeError, ValueError):
+        return _build_rollout(*args)  # raises the argument's own error
+    if key not in _ROLLOUTS:
+        _ROLLOUTS[key] = _build_rollout(*args)
+    return _ROLLOUTS[key]
+
+
+def _build_rollout(xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose) -> Rollout:
+    if not (ctrl_dt > 0 and math.isfinite(ctrl_dt)):
+        raise ValueError(f"ctrl_dt: expected a positive number of seconds, got {ctrl_dt!r}")
+    if int(n_substeps) != n_substeps or n_substeps < 1:
+        raise ValueError(f"n_substeps: expected a positive integer, got {n_substeps!r}")
+    if not (action_scale > 0 and math.isfinite(action_scale)):
+        raise ValueError(f"action_scale: expected a positive number, got {action_scale!r}")
+    if gradient not in ("implicit", "unrolled"):
+        raise ValueError(f"gradient: expected 'implicit' or 'unrolled', got {gradient!r}")
+    model = load_go2_model(xml_path)
+    model.opt.timestep = ctrl_dt / n_substeps
+    sim = simulation_model(xml_path)
+    sim.opt.timestep = ctrl_dt / n_substeps
+    if model.opt.iterations != 1:
+        raise ValueError(
+            f"{xml_path or SCENE_XML}: opt.iterations must be 1 for reverse-mode gradients "
+            f"through MJX, got {model.opt.iterations}"
+        )
+    if gradient == "implicit":
+        check_implicit_supported(model)
+    pose = home_qpos(model)[7:] if default_pose is None else np.asarray(default_pose, dtype=np.float64)
+    if pose.shape != (ACTION_DIM,):
+        raise ValueError(f"default_pose: expected shape (12,), got {pose.shape}")
+    return Rollout(
+        mj_model=model,
+        sim_model=sim,
+        default_pose=pose,
+        action_scale=float(action_scale),
+        ctrl_dt=float(ctrl_dt),
+        n_substeps=int(n_substeps),
+        remat=bool(remat),
+        gradient=gradient,
+    )
