@@ -56,6 +56,7 @@ class DemoSettings:
     state_fm_share: float = 0.08
     seconds: float = 10.0  # generated motion per gait command
     eval_samples: int = 64
+    eval_batch: int = 32
     long_per_gait: int = 2
     video_size: tuple[int, int] = (480, 270)
     video_seconds: float = 10.0
@@ -75,6 +76,7 @@ def settings_for(budget_minutes: float) -> DemoSettings:
         val_windows=16,
         seconds=1.0,
         eval_samples=8,
+        eval_batch=8,
         long_per_gait=1,
         video_size=(160, 90),
         video_seconds=0.5,
@@ -366,6 +368,7 @@ def run_demo(
         sections=[_generation_section(rows)],
         extra_videos={"dynaflow": list(videos.values())},
         num_samples=settings.eval_samples,
+        batch=settings.eval_batch,
         long_seconds=settings.seconds,
         long_per_group=settings.long_per_gait,
         best_action=not settings.reduced,
