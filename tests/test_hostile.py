@@ -460,6 +460,8 @@ def test_symlinked_checkpoint_files_are_refused(trained_run, tmp_path, capsys):
 def test_ctrl_c_saves_last_and_stops_cleanly(small_config, gait_npz, tmp_path, capsys, monkeypatch):
     import dynaflow.train as tr
 
+    before = signal.getsignal(signal.SIGINT)
+
     real = tr.RunLog.record
 
     def record(self, rec):
@@ -500,7 +502,7 @@ def test_ctrl_c_saves_last_and_stops_cleanly(small_config, gait_npz, tmp_path, c
     from dynaflow.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "run" / "last")["step"] in (3, 4)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
 
 
 def test_a_full_disk_while_saving_is_one_line_and_loses_nothing(

@@ -147,6 +147,7 @@ def test_each_command_group_is_one_module():
         "evaluate",
         "render",
         "generate",
+        "export",
         "demo",
     ]
     for m in COMMANDS:

@@ -61,6 +61,9 @@ def test_readme_runs_top_to_bottom(tmp_path, monkeypatch, capsys):
     assert ran[:6] == ["physics", "data", "train", "sample", "render", "generate"]
     for name in ("tour_samples.npz", "tour.mp4", "tour.motion.npz", "tour_motion.npz", "tour_motion.json"):
         assert (tmp_path / name).stat().st_size > 0, name
+    assert {"export", "data"} <= set(ran[6:])  # motion out as a clip and back in
+    with np.load(tmp_path / "tour_motion.npz") as a, np.load(tmp_path / "tour_back.npz") as b:
+        np.testing.assert_allclose(b["states"][0], a["states"], atol=1e-5)
     assert (tmp_path / "runs" / "tour" / "best" / "config.json").is_file()
     h = namespace["horizon"]
     assert h == SMALL["horizon"]  # the model was built from the checkpoint's own config

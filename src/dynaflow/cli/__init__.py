@@ -17,6 +17,7 @@ from dynaflow.cli import (
     data,
     demo,
     evaluate,
+    export,
     generate,
     physics,
     render,
@@ -28,7 +29,7 @@ from dynaflow.cli.common import ArgumentParser, HelpFormatter
 from dynaflow.runtime import debug, enable_compilation_cache
 
 #: The command groups, in the order ``dynaflow --help`` lists them (the pipeline's order).
-COMMANDS = (physics, data, teacher, train, sample, evaluate, render, generate, demo)
+COMMANDS = (physics, data, teacher, train, sample, evaluate, render, generate, export, demo)
 
 DESCRIPTION = (
     "DynaFlow: dynamics-embedded flow matching for the Unitree Go2. Turns state-only demonstrations into "

@@ -1,4 +1,4 @@
-"""``dynaflow data``: make demonstration datasets (gait library, kinematic, synthetic)."""
+"""``dynaflow data``: make demonstration datasets (gait library, kinematic, synthetic, imported clips)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,54 @@ def add_parser(sub) -> None:
     )
     q.add_argument("--seed", type=non_negative_int("--seed"), default=0, help="seed of the motions")
     q.set_defaults(func=run_synthetic)
+    q = add_command(
+        dsub,
+        "import",
+        "retarget motion clips (AMP / motion_imitation JSON, qpos CSV or NPZ) onto the Go2",
+        description=(
+            "Retarget motion clips onto the Go2: resample to the control step, tile looping clips with "
+            "their cycle offsets, clamp joints to the Go2's ranges, put the feet on the floor, and write one "
+            "episode per clip with its measured heading-frame velocity and a style one-hot as conditioning. "
+            "A summary (duration, speed, height offset, foot penetration and float, clamps) goes to OUT.json."
+        ),
+    )
+    q.add_argument(
+        "clips", nargs="+", metavar="CLIP", help="clip files (.json/.txt clips, .csv or .npz qpos rows)"
+    )
+    q.add_argument(
+        "--robot",
+        default="go2",
+        help="source robot profile: go2, go1, a1, laikago or a JSON profile file",
+    )
+    q.add_argument("--out", required=True, help="output .npz (a summary .npz.json is written beside it)")
+    q.add_argument(
+        "--seconds",
+        type=positive_float("--seconds"),
+        default=None,
+        help="episode length: looping clips are tiled to it (default 10 s), others cut to it "
+        "(default: their length)",
+    )
+    q.add_argument(
+        "--label",
+        default=None,
+        help="style label for every clip, or a comma-separated label per clip (default: each file's name "
+        "without a trailing number, e.g. trot0 -> trot)",
+    )
+    q.add_argument(
+        "--fps", type=positive_float("--fps"), default=None, help="frame rate of qpos rows (CSV/NPZ)"
+    )
+    q.add_argument(
+        "--quat",
+        choices=("xyzw", "wxyz"),
+        default=None,
+        help="quaternion order in the files (default: x y z w for JSON clips, w x y z for qpos rows)",
+    )
+    q.add_argument(
+        "--keep-height",
+        action="store_true",
+        help="keep the clip's trunk height (do not put the feet on the floor)",
+    )
+    q.set_defaults(func=run_import)
 
 
 def run_gaits(args: argparse.Namespace) -> int:
@@ -111,4 +159,56 @@ def run_synthetic(args: argparse.Namespace) -> int:
     replacing(out)
     save_dataset(out, **d)
     print(f"wrote {out}: states {d['states'].shape}, conditionings {d['conditionings'].shape}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from dynaflow.data import save_dataset
+    from dynaflow.data.sources.clips import import_clips, load_profile
+    from dynaflow.fileio import atomic_write
+    from dynaflow.jsonio import dumps
+
+    out = npz_output(args.out, inputs=args.clips)
+    profile = load_profile(args.robot)
+    labels = None
+    if args.label is not None:
+        labels = [x.strip() for x in args.label.split(",")]
+        if any(not x for x in labels):
+            raise ValueError(f"--label {args.label!r}: empty label")
+        if len(labels) == 1:
+            labels = labels * len(args.clips)
+        elif len(labels) != len(args.clips):
+            raise ValueError(
+                f"--label: {len(labels)} labels for {len(args.clips)} clips (give one, or one per clip)"
+            )
+    arrays, summary = import_clips(
+        args.clips,
+        profile,
+        seconds=args.seconds,
+        labels=labels,
+        fps=args.fps,
+        quat_order=args.quat,
+        place=not args.keep_height,
+    )
+    summary["command"] = args.command_line
+    replacing(out)
+    save_dataset(out, **arrays)
+    atomic_write(Path(str(out) + ".json"), dumps(summary))
+    n, t = arrays["states"].shape[:2]
+    print(
+        f"wrote {out}: {n} episode(s) of up to {t} steps (50 Hz) from profile {profile.name}; "
+        f"summary in {out}.json"
+    )
+    print(f"conditioning: {', '.join(summary['conditioning'])}")
+    print(
+        f"{'clip':24s} {'label':10s} {'s':>5s} {'vx':>6s} {'vy':>6s} {'yaw/s':>6s} {'dz cm':>6s} "
+        f"{'pen cm':>6s} {'float':>6s} {'clamps':>6s}  velocities"
+    )
+    for c in summary["clips"]:
+        vx, vy, wz = c["speed_vx_vy_yaw_rate"]
+        print(
+            f"{Path(c['file']).name[:24]:24s} {c['label'][:10]:10s} {c['seconds']:5.1f} {vx:6.2f} {vy:6.2f} "
+            f"{wz:6.2f} {100 * c['height_offset_m']:6.1f} {100 * c['foot_penetration_max_m']:6.1f} "
+            f"{c['all_feet_above_1cm_fraction']:6.0%} {c['clamped_steps']:6d}  {c['velocities']}"
+        )
     return 0

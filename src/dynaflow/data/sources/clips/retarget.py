@@ -1,0 +1,248 @@
+"""Retargeting a clip onto the Go2 (resample, tile, clamp, place, velocities) and many clips into a
+dataset."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dynaflow.data.sources.clips.frames import CTRL_DT, LOOP_SECONDS, Clip, read_clip
+from dynaflow.data.sources.clips.profiles import RobotProfile, feet_in_world
+from dynaflow.data.sources.clips.quat import (
+    body_angular_velocity,
+    continuous,
+    heading,
+    qconj,
+    qmul,
+    qrotate,
+    qyaw,
+    slerp,
+)
+from dynaflow.robots.go2 import FOOT_RADIUS, STATE_DIM
+
+# retargeting
+
+
+#: rad a joint may pass its range before it is clamped: MuJoCo's soft limits let simulated motion (which
+#: ``dynaflow export`` writes) go this far, and such motion must come back unchanged.
+LIMIT_SLACK = 0.02
+
+
+def joint_ranges() -> np.ndarray:
+    """The Go2's 12 joint ranges ``(12, 2)`` (rad), from its MJCF."""
+    from dynaflow.physics.model import load_go2_model
+
+    m = load_go2_model()
+    return np.asarray(m.jnt_range[1:], np.float64)
+
+
+@dataclass
+class Retargeted:
+    """A clip on the Go2: ``states (T, 37)`` at ``dt`` and what retargeting did to it."""
+
+    states: np.ndarray
+    dt: float
+    info: dict = field(default_factory=dict)
+
+
+def retarget(
+    clip: Clip,
+    seconds: float | None = None,
+    dt: float = CTRL_DT,
+    place: bool = True,
+    ranges: np.ndarray | None = None,
+) -> Retargeted:
+    """Resample, tile, clamp and place a clip on the Go2 (see the module docstring).
+
+    ``seconds``: output length; looping clips are tiled to it (default :data:`LOOP_SECONDS`), others
+    are cut to it (default: their own length). ``place=False`` keeps the clip's trunk height."""
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds: expected a positive number, got {seconds!r}")
+    length = clip.duration
+    if seconds is None:
+        seconds = max(LOOP_SECONDS, length) if clip.loop else length
+    elif not clip.loop:
+        seconds = min(seconds, length)
+    steps = int(math.floor(seconds / dt + 1e-6)) + (0 if clip.loop else 1)
+    steps = max(steps, 2)
+    t = np.arange(steps) * dt
+    if clip.loop:
+        cycle = np.floor(t / length + 1e-9).astype(int)
+        tau = t - cycle * length
+    else:
+        cycle = np.zeros(steps, int)
+        tau = np.minimum(t, length)
+    u = np.clip(tau / clip.frame_duration, 0, clip.frames - 1)
+    k = np.minimum(np.floor(u + 1e-9).astype(int), clip.frames - 2)
+    w = u - k
+
+    def lerp(a: np.ndarray) -> np.ndarray:
+        return (1 - w)[:, None] * a[k] + w[:, None] * a[k + 1]
+
+    pos, joints = lerp(clip.pos), lerp(clip.joints)
+    quat = slerp(clip.quat[k], clip.quat[k + 1], w)
+    # cycle offsets, as motion_imitation: heading turns by dh per cycle, position moves by dp (rotated)
+    dp = np.zeros(3)
+    dh = 0.0
+    if clip.loop and clip.offset_position:
+        dp = clip.pos[-1] - clip.pos[0]
+        dp[2] = 0.0
+    if clip.loop and clip.offset_rotation:
+        dh = float(heading(qmul(clip.quat[-1], qconj(clip.quat[0]))))
+    rot_c = qyaw(cycle * dh)
+    offsets = np.zeros((cycle.max() + 1, 3))
+    for c in range(1, len(offsets)):
+        offsets[c] = offsets[c - 1] + qrotate(qyaw((c - 1) * dh), dp)
+    pos = qrotate(rot_c, pos) + offsets[cycle]
+    quat = continuous(qmul(rot_c, quat))
+
+    # joints: clamp to the Go2's ranges, widened by what its soft joint limits let the simulator reach
+    ranges = joint_ranges() if ranges is None else ranges
+    lo, hi = ranges[:, 0], ranges[:, 1]
+    excess = np.maximum(lo - joints, joints - hi).max(axis=0)
+    lo, hi = lo - LIMIT_SLACK, hi + LIMIT_SLACK
+    clamped = (joints < lo) | (joints > hi)
+    joints = np.clip(joints, lo, hi)
+
+    if clip.linvel is not None:
+        linvel = qrotate(rot_c, lerp(clip.linvel))
+        ang_world = qrotate(rot_c, lerp(clip.angvel))
+        angvel = qrotate(qconj(quat), ang_world)
+        jointvel = lerp(clip.jointvel)
+        velocities = "frames"
+    else:
+        linvel = np.gradient(pos, dt, axis=0)
+        angvel = body_angular_velocity(quat, dt)
+        jointvel = np.gradient(joints, dt, axis=0)
+        velocities = "finite differences"
+
+    qpos = np.concatenate([pos, quat, joints], axis=1)
+    lowest = (feet_in_world(qpos)[..., 2] - FOOT_RADIUS).min(axis=1)  # (T,) lowest foot bottom
+    shift = -float(np.median(lowest)) if place else 0.0
+    qpos[:, 2] += shift
+    lowest = lowest + shift
+    states = np.concatenate([qpos, linvel, angvel, jointvel], axis=1)
+    assert states.shape[1] == STATE_DIM
+
+    floating = lowest > 0.01
+    info = {
+        "clip_seconds": length,
+        "clip_frames": clip.frames,
+        "frame_duration": clip.frame_duration,
+        "loop": clip.loop,
+        "seconds": (steps - 1) * dt,
+        "steps": steps,
+        "cycles": float(t[-1] / length) if length > 0 else 0.0,
+        "velocities": velocities,
+        "height_offset_m": shift,
+        "placed": place,
+        "mean_height_m": float(qpos[:, 2].mean()),
+        "foot_penetration_max_m": float(max(0.0, -lowest.min())),
+        "foot_penetration_mean_m": float(np.maximum(0.0, -lowest).mean()),
+        "all_feet_above_1cm_fraction": float(floating.mean()),
+        "float_mean_m": float(lowest[floating].mean()) if floating.any() else 0.0,
+        "clamped_steps": int(clamped.any(axis=1).sum()),
+        "clamps_per_joint": {
+            name: int(n) for name, n in zip(_joint_names(), clamped.sum(axis=0), strict=True) if n
+        },
+        "clamp_max_excess_rad": float(max(0.0, excess.max())),
+        "ignored_numbers_per_frame": clip.ignored_numbers,
+    }
+    return Retargeted(states, dt, info)
+
+
+def _joint_names() -> tuple[str, ...]:
+    from dynaflow.robots.go2 import JOINT_NAMES
+
+    return JOINT_NAMES
+
+
+# many clips -> one dataset
+
+
+_TRAILING = re.compile(r"[\s_\-.]*\d+$")
+
+
+def label_of(path: str | Path) -> str:
+    """A clip's style label from its file name: the stem without a trailing number (``trot0`` -> ``trot``)."""
+    stem = Path(path).stem
+    label = _TRAILING.sub("", stem)
+    return (label or stem).lower()
+
+
+def conditioning_layout(labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(conditioning names, style names)`` for clip labels: the gait library's 7-D layout when every
+    label is one of its gaits, else (vx, vy, yaw rate) and one style per distinct label (sorted)."""
+    from dynaflow.data.sources.gaits import COND_NAMES, GAITS
+
+    if labels and set(labels) <= set(GAITS):
+        return list(COND_NAMES), list(GAITS)
+    styles = sorted(set(labels))
+    return ["vx_cmd", "vy_cmd", "yaw_rate_cmd", *(f"style_{s}" for s in styles)], styles
+
+
+def import_clips(
+    paths: Sequence[str | Path],
+    profile: RobotProfile,
+    seconds: float | None = None,
+    labels: Sequence[str] | None = None,
+    fps: float | None = None,
+    quat_order: str | None = None,
+    dt: float = CTRL_DT,
+    place: bool = True,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Retarget clips into the dataset schema: ``(arrays, summary)``.
+
+    One episode per clip (shorter ones padded with their last state, ``episode_lengths`` set); the
+    conditioning of each is the heading-frame (vx, vy, yaw rate) measured on it plus its style one-hot
+    (:func:`conditioning_layout`); ``labels`` default to :func:`label_of` the file names."""
+    from dynaflow.data.sources.gaits import heading_velocity
+
+    if not paths:
+        raise ValueError("no clips given")
+    labels = [label_of(p) for p in paths] if labels is None else [str(x).strip().lower() for x in labels]
+    if len(labels) != len(paths):
+        raise ValueError(f"labels: got {len(labels)} for {len(paths)} clips (give one, or one per clip)")
+    names, styles = conditioning_layout(labels)
+    ranges = joint_ranges()
+    episodes, summaries = [], []
+    for path, label in zip(paths, labels, strict=True):
+        clip = read_clip(path, profile, fps=fps, quat_order=quat_order)
+        r = retarget(clip, seconds=seconds, dt=dt, place=place, ranges=ranges)
+        speed = heading_velocity(r.states, dt)
+        episodes.append(r.states)
+        summaries.append(
+            {
+                "file": str(path),
+                "label": label,
+                "speed_vx_vy_yaw_rate": speed.tolist(),
+                "heading_speed_m_s": float(np.hypot(speed[0], speed[1])),
+                **r.info,
+            }
+        )
+    T = max(len(e) for e in episodes)
+    n = len(episodes)
+    states = np.empty((n, T, STATE_DIM))
+    cond = np.zeros((n, T, len(names)))
+    lengths = np.array([len(e) for e in episodes])
+    for i, (e, s) in enumerate(zip(episodes, summaries, strict=True)):
+        states[i, : len(e)] = e
+        states[i, len(e) :] = e[-1]
+        cond[i, :, :3] = s["speed_vx_vy_yaw_rate"]
+        cond[i, :, 3 + styles.index(s["label"])] = 1.0
+    arrays = {"states": states.astype(np.float32), "conditionings": cond.astype(np.float32)}
+    if (lengths != T).any():
+        arrays["episode_lengths"] = lengths
+    summary = {
+        "profile": profile.to_dict(),
+        "ctrl_dt": dt,
+        "conditioning": names,
+        "labels": styles,
+        "clips": summaries,
+    }
+    return arrays, summary
