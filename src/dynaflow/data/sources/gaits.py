@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from dynaflow.data.quat import heading
 from dynaflow.physics import Rollout, stays_up
 from dynaflow.robots.go2 import (
     ACTION_DIM,
@@ -38,6 +39,7 @@ from dynaflow.robots.go2 import (
     L_CALF,
     L_THIGH,
     NQ,
+    QUAT,
     SIGN_X,
     SIGN_Y,
     STATE_DIM,
@@ -304,9 +306,7 @@ def make_gait_dataset(
 
 def yaw_of(X: np.ndarray) -> np.ndarray:
     """Heading (rad) of each state ``(..., 37)``, from its (w, x, y, z) quaternion."""
-    q = np.asarray(X)[..., 3:7]
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return heading(np.asarray(X)[..., QUAT])
 
 
 def heading_velocity(X: np.ndarray, dt: float) -> np.ndarray:

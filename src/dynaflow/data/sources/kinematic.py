@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dynaflow.data.quat import qyaw
 from dynaflow.robots.go2 import JOINT_VEL, JOINTS, STATE_DIM
 
-
-def yaw_quaternion(yaw: np.ndarray) -> np.ndarray:
-    """(w, x, y, z) quaternions of pure rotations about world z."""
-    return np.stack([np.cos(yaw / 2), np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2)], axis=-1)
+yaw_quaternion = qyaw  # (w, x, y, z) quaternions of pure rotations about world z
 
 
 def kinematic_from_gaits(

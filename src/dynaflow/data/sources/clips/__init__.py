@@ -30,6 +30,7 @@ and float left are reported), and take velocities from the frames or from finite
 
 from __future__ import annotations
 
+from dynaflow.data.quat import heading, qconj, qmul, qrotate, qyaw, slerp
 from dynaflow.data.sources.clips.export import check_actions, check_motion, export_clip, motion_clip
 from dynaflow.data.sources.clips.frames import (
     AMP,
@@ -51,7 +52,6 @@ from dynaflow.data.sources.clips.profiles import (
     feet_in_world,
     load_profile,
 )
-from dynaflow.data.sources.clips.quat import heading, qconj, qmul, qrotate, qyaw, slerp
 from dynaflow.data.sources.clips.retarget import (
     LIMIT_SLACK,
     Retargeted,

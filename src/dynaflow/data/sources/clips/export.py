@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
+from dynaflow.data.quat import continuous, qconj, qmul, qrotate
 from dynaflow.data.sources.clips.frames import CTRL_DT, LOOP_MODES, Clip
 from dynaflow.data.sources.clips.profiles import RobotProfile, feet_in_body
-from dynaflow.data.sources.clips.quat import continuous, qconj, qmul, qrotate
 from dynaflow.data.sources.clips.retarget import retarget
 from dynaflow.robots.go2 import ACTION_DIM, ANGVEL, JOINT_VEL, JOINTS, LEGS, LINVEL, POS, QUAT, STATE_DIM
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dynaflow.data.quat import continuous, qconj, qmul, qrotate
 from dynaflow.data.sources.clips.profiles import QUAT_TOL, ClipError, RobotProfile
-from dynaflow.data.sources.clips.quat import continuous, qconj, qmul, qrotate
 from dynaflow.fileio import read_npz
 from dynaflow.robots.go2 import JOINTS, NQ, POS, QUAT
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynaflow.data.sources.clips.quat import qrotate
+from dynaflow.data.quat import qrotate
 from dynaflow.fileio import FileProblem
 from dynaflow.robots.go2 import FOOT_X, HIP_X, HIP_Y, JOINTS, L_CALF, L_THIGH, LEGS, POS, QUAT, THIGH_Y
 

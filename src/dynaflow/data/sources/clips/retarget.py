@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynaflow.data.sources.clips.frames import CTRL_DT, LOOP_SECONDS, Clip, read_clip
-from dynaflow.data.sources.clips.profiles import RobotProfile, feet_in_world
-from dynaflow.data.sources.clips.quat import (
+from dynaflow.data.quat import (
     body_angular_velocity,
     continuous,
     heading,
@@ -23,7 +21,9 @@ from dynaflow.data.sources.clips.quat import (
     qyaw,
     slerp,
 )
-from dynaflow.robots.go2 import FOOT_RADIUS, STATE_DIM
+from dynaflow.data.sources.clips.frames import CTRL_DT, LOOP_SECONDS, Clip, read_clip
+from dynaflow.data.sources.clips.profiles import RobotProfile, feet_in_world
+from dynaflow.robots.go2 import FOOT_RADIUS, JOINT_NAMES, STATE_DIM
 
 # retargeting
 
@@ -148,18 +148,12 @@ def retarget(
         "float_mean_m": float(lowest[floating].mean()) if floating.any() else 0.0,
         "clamped_steps": int(clamped.any(axis=1).sum()),
         "clamps_per_joint": {
-            name: int(n) for name, n in zip(_joint_names(), clamped.sum(axis=0), strict=True) if n
+            name: int(n) for name, n in zip(JOINT_NAMES, clamped.sum(axis=0), strict=True) if n
         },
         "clamp_max_excess_rad": float(max(0.0, excess.max())),
         "ignored_numbers_per_frame": clip.ignored_numbers,
     }
     return Retargeted(states, dt, info)
-
-
-def _joint_names() -> tuple[str, ...]:
-    from dynaflow.robots.go2 import JOINT_NAMES
-
-    return JOINT_NAMES
 
 
 # many clips -> one dataset

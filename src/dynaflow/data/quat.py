@@ -1,4 +1,6 @@
-"""Quaternion helpers (w, x, y, z), vectorised over leading axes."""
+"""Quaternion helpers (w, x, y, z, MuJoCo's order), vectorised over leading axes; NumPy only.
+
+Shared by the demonstration sources (gait library, kinematic data, motion clips)."""
 
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ def qyaw(yaw: np.ndarray) -> np.ndarray:
 
 def heading(q: np.ndarray) -> np.ndarray:
     """Heading (rad): the yaw of the body's x axis in the world."""
-    x = qrotate(q, np.broadcast_to([1.0, 0.0, 0.0], q.shape[:-1] + (3,)))
-    return np.arctan2(x[..., 1], x[..., 0])
+    w, x, y, z = np.moveaxis(np.asarray(q), -1, 0)
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
 def continuous(q: np.ndarray) -> np.ndarray:
