@@ -6,7 +6,8 @@
 Times ``sample_trajectory`` as a user calls it (NumPy x0 in, arrays out, so host transfers count),
 warm (after its compile), median of --repeats calls; next to it the two parts alone at the same batch:
 the DiT forward and the MJX rollout forward. The model is untrained: its cost does not depend on its
-weights.
+weights. ``actions only`` is the call a closed-loop controller makes (``actions_only=True``: the states,
+and with one ODE step the whole rollout, are not computed).
 """
 
 from __future__ import annotations
@@ -72,8 +73,23 @@ def main() -> None:
                 ),
                 args.repeats,
             )
+            t_a = median_ms(
+                lambda x0=x0, cond=cond, K=K, key=key: sample_trajectory(
+                    model.apply,
+                    params,
+                    rollout,
+                    x0,
+                    horizon=H,
+                    ode_steps=K,
+                    cond=cond,
+                    rng=key,
+                    actions_only=True,
+                )[1],
+                args.repeats,
+            )
             r = {
                 "batch": B,
+                "actions_only_ms": t_a,
                 "ode_steps": K,
                 "latency_ms": t_s,
                 "samples_per_s": B / t_s * 1e3,
@@ -83,7 +99,8 @@ def main() -> None:
             }
             results.append(r)
             print(
-                f"  B={B:5d} ode_steps={K}: {t_s:8.2f} ms/call  ({r['samples_per_s']:10,.0f} samples/s; "
+                f"  B={B:5d} ode_steps={K}: {t_s:8.2f} ms/call, actions only {t_a:8.2f} ms  "
+                f"({r['samples_per_s']:10,.0f} samples/s; "
                 f"DiT fwd {t_dit:.2f} ms, rollout fwd {t_roll:.2f} ms; first call {first:.1f} s)"
             )
     print(json.dumps({"machine": machine, "jax": jax.__version__, "horizon": H, "results": results}))

@@ -27,14 +27,18 @@ def test_demo_writes_a_complete_report(demo_dir, capsys):
     assert all(r["steps"] >= 1 for r in summary["training"].values())
     gaits = {r["gait"] for r in summary["generation"]}
     assert gaits == {"trot", "pace", "bound", "pronk", "stand"}
-    assert set(summary["videos"]) == gaits
+    assert set(summary["videos"]) == gaits | {"transfer"}  # one video per gait, one of a perturbed run
     for rel in summary["videos"].values():
         frames = iio.imread(demo_dir / rel)
         assert frames.ndim == 4 and frames.shape[0] >= 10 and frames.std() > 5  # not blank
     md = (demo_dir / "report.md").read_text()
     assert "| metric | dynaflow | state-fm |" in md and "Generation per gait" in md
     assert "dynaflow demo --out" in md  # the report says what produced it
-    for png in ("joints", "base", "contacts", "long_horizon", "sae_over_horizon"):
+    assert "Transfer, open loop (dynaflow)" in md and "Transfer, closed loop (dynaflow)" in md
+    transfer = summary["transfer"]["summary"]
+    assert transfer["open"]["all"]["runs"] == 2 * 5 and transfer["closed"]["all"]["runs"] == 2 * 5
+    assert 0 <= summary["metrics"]["dynaflow"]["transfer_closed_upright"] <= 1
+    for png in ("joints", "base", "contacts", "long_horizon", "sae_over_horizon", "transfer"):
         assert (demo_dir / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "walk_check" in summary and "passed" in summary["walk_check"]
 

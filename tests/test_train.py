@@ -173,3 +173,52 @@ def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tm
     diff = np.sqrt(sum(np.sum((np.asarray(b) - np.asarray(a)) ** 2) for a, b in zip(pa, pb, strict=True)))
     norm = np.sqrt(sum(np.sum(np.asarray(a) ** 2) for a in pa))
     assert diff <= 1e-4 * norm, (diff, norm)
+
+
+def test_randomised_training_rolls_out_in_sampled_worlds(small_config, rollout):
+    """``--randomise``: the train step hands Φ one sampled world per window (a stand-in Φ records them) at
+    the run's strength. (Without it Φ gets no world: every other training test runs that path.)"""
+    import jax.numpy as jnp
+
+    from dynaflow.methods import build_model
+    from dynaflow.physics.rollout import WORLD_KEYS
+    from dynaflow.train import TrainState, hyperparameters, init_opt_state, make_train_step
+
+    real, seen = rollout, {}
+
+    class RecordingPhi:
+        sim_model, n_substeps = real.sim_model, real.n_substeps
+
+        def rollout(self, x0, U, world=None):
+            seen["keys"] = set(world)
+            jax.debug.callback(lambda m: seen.setdefault("mass", np.asarray(m)), world["mass"])
+            steps = jnp.pad(jnp.cumsum(U, axis=1), ((0, 0), (0, 0), (0, 25)))
+            return jnp.concatenate([x0[:, None], x0[:, None] + steps], axis=1)
+
+        __call__ = rollout
+
+    cfg = small_config(randomise=0.5)
+    model = build_model("dynaflow", 32, 2, 1, 0.0, 7)
+    H, B = cfg.horizon, 4
+    X1 = jnp.zeros((B, H + 1, 37)).at[:, :, 3].set(1.0)
+    cond = jnp.zeros((B, 7))
+    variables = dict(model.init(jax.random.PRNGKey(0), X1[:1], jnp.zeros((1,)), cond[:1]))
+    params = variables["params"]
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        ema=params,
+        opt_state=init_opt_state(params),
+        key=jax.random.PRNGKey(1),
+        nonfinite=jnp.zeros((), jnp.int32),
+        skipped=jnp.zeros((), jnp.int32),
+    )
+    hyper = hyperparameters(cfg, 10)
+    assert hyper["randomise"] == np.float32(0.5)
+    step = jax.jit(make_train_step(model, RecordingPhi(), randomise=True))
+    _, metrics = step(state, X1, cond, variables["normalizer"], hyper)
+    assert np.isfinite(float(metrics["loss"]))
+    assert seen["keys"] == set(WORLD_KEYS) and seen["mass"].shape == (B,)
+    assert (
+        np.all(np.abs(seen["mass"] - 1.0) <= 0.1 + 1e-6) and np.ptp(seen["mass"]) > 0
+    )  # strength 0.5: ±10 %

@@ -96,6 +96,15 @@ class SimConfig:
     ctrl_dt: float = opt("--ctrl-dt", "control period in seconds", 0.02, gt=0.0)
     n_substeps: int = opt("--substeps", "physics steps per control step", 4, ge=1)
     action_scale: float = opt("--action-scale", "joint-target offset (rad) per unit action", 0.5, gt=0.0)
+    randomise: float = opt(
+        "--randomise",
+        "domain randomisation while training: each window rolls out in its own perturbed physics "
+        "(friction, trunk mass and CoM, PD gains, torque limits, latency); 1 spans the transfer suite's "
+        "worlds, 0 is off. Sampling and validation stay in the nominal model",
+        0.0,
+        ge=0.0,
+        le=1.0,
+    )
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,12 @@ from pathlib import Path
 
 from dynaflow.config import PRESETS
 from dynaflow.data import bundled_dataset, load_dataset
-from dynaflow.data.sources.gaits import COND_DIM
+from dynaflow.data.sources.gaits import COND_DIM, EVAL_COMMANDS
 from dynaflow.jsonio import dumps
 
-GAIT_COMMANDS = {  # (vx, vy, yaw rate) per gait: a moderate forward command, then a second one
-    "trot": [(0.5, 0.0, 0.0), (0.3, 0.0, 0.4)],
-    "pace": [(0.3, 0.0, 0.0)],
-    "bound": [(0.4, 0.0, 0.0)],
-    "pronk": [(0.2, 0.0, 0.0)],
-    "stand": [(0.0, 0.0, 0.0)],
-}
+GAIT_COMMANDS = EVAL_COMMANDS  # (vx, vy, yaw rate) per gait
 WALK_CHECK = ("trot", (0.5, 0.0, 0.0))  # the demo's model must walk: upright, >= half this distance
+TRANSFER_VIDEO = ("closed", "push 30 N", "trot")  # the perturbed run the demo renders
 
 
 _CPU = PRESETS["cpu"]  # the demo trains at `dynaflow train --preset cpu`'s settings
@@ -58,6 +53,8 @@ class DemoSettings:
     eval_samples: int = 64
     eval_batch: int = 32
     long_per_gait: int = 2
+    transfer_worlds: tuple[str, ...] | None = None  # the transfer suite's worlds (None: all), open loop
+    transfer_closed: tuple[str, ...] | None = None  # those also run closed loop (None: all)
     video_size: tuple[int, int] = (480, 270)
     video_seconds: float = 10.0
     reduced: bool = False  # the quick mode: one command per gait, no best-action SAE
@@ -78,6 +75,8 @@ def settings_for(budget_minutes: float) -> DemoSettings:
         eval_samples=8,
         eval_batch=8,
         long_per_gait=1,
+        transfer_worlds=("nominal", "push 30 N", "obs noise"),
+        transfer_closed=("push 30 N", "obs noise"),
         video_size=(160, 90),
         video_seconds=0.5,
         dynaflow_share=0.35,
@@ -189,7 +188,13 @@ def _train(
     }
 
 
-def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tuple[list[dict], dict]:
+def _demo_commands(settings: DemoSettings) -> dict[str, list]:
+    """The gait commands the demo generates (the first of each gait in the reduced mode)."""
+    per_gait = 1 if settings.reduced else None
+    return {g: cmds[:per_gait] for g, cmds in GAIT_COMMANDS.items()}
+
+
+def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tuple[list[dict], dict, list]:
     """Every gait at its commands: ``settings.seconds`` chained open loop, replayed in MuJoCo C; a video
     of the first command of each gait."""
     from dynaflow.data.sources.gaits import heading_velocity, start_state
@@ -197,9 +202,8 @@ def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tupl
     from dynaflow.render import render_motion
 
     x0 = start_state(policy.rollout)
-    per_gait = 1 if settings.reduced else None
-    jobs = [(g, c) for g, cmds in GAIT_COMMANDS.items() for c in cmds[:per_gait]]
-    rows, videos = [], {}
+    jobs = [(g, c) for g, cmds in _demo_commands(settings).items() for c in cmds]
+    rows, videos, plans = [], {}, []
     for i, (gait, command) in enumerate(jobs):
         cond = Segment(gait, command, settings.seconds).cond()
         res = rollout_long(policy, x0, cond, seconds=settings.seconds, seed=seed)
@@ -222,6 +226,7 @@ def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tupl
                 float(v) for v in heading_velocity(executed[warm:], policy.rollout.ctrl_dt)
             ]
         rows.append(row)
+        plans.append(res.actions)
         if gait not in videos:
             n = int(round(settings.video_seconds / policy.rollout.ctrl_dt)) + 1
             path = out / "videos" / f"{policy.method}_{gait}.mp4"
@@ -234,7 +239,42 @@ def _generate(policy, settings: DemoSettings, seed: int, bar, out: Path) -> tupl
             )
             videos[gait] = str(path.relative_to(out))
         bar.update((i + 1) / len(jobs), f"{gait} {command[0]:.1f} m/s")
-    return rows, videos
+    return rows, videos, plans
+
+
+def _transfer(
+    policy, settings: DemoSettings, seed: int, plans: list, bar, out: Path
+) -> tuple[dict, str | None]:
+    """The transfer suite on the demo's motions (their actions replayed open loop in every world, and
+    closed-loop runs in :attr:`DemoSettings.transfer_closed`), and a video of :data:`TRANSFER_VIDEO`."""
+    from dynaflow.evaluate.transfer import transfer_suite
+    from dynaflow.physics.worlds import TRANSFER_MATRIX, perturbation_by_name
+    from dynaflow.render import render_motion
+
+    worlds = (
+        TRANSFER_MATRIX
+        if settings.transfer_worlds is None
+        else tuple(perturbation_by_name(n) for n in settings.transfer_worlds)
+    )
+    result = transfer_suite(
+        policy,
+        commands=_demo_commands(settings),
+        perturbations=worlds,
+        seconds=settings.seconds,
+        seed=seed,
+        plans=plans,
+        closed_worlds=settings.transfer_closed,
+        keep=[TRANSFER_VIDEO],
+        log=lambda m: bar.update(0.5, m),
+    )
+    kept = result.pop("kept")
+    X = kept.get("|".join(TRANSFER_VIDEO))
+    if X is None:
+        return result, None
+    n = int(round(settings.video_seconds / policy.rollout.ctrl_dt)) + 1
+    path = out / "videos" / f"{policy.method}_{TRANSFER_VIDEO[2]}_{TRANSFER_VIDEO[1].replace(' ', '_')}.mp4"
+    render_motion(X[:n], path, width=settings.video_size[0], height=settings.video_size[1], fast=True)
+    return result, str(path.relative_to(out))
 
 
 def _generation_section(rows: list[dict]) -> dict:
@@ -298,7 +338,7 @@ def run_demo(
     settings = settings_for(budget_minutes)
     budget = 60.0 * budget_minutes
     t0 = time.perf_counter()
-    stages = ["train dynaflow", "train state-fm", "generate", "evaluate", "report"]
+    stages = ["train dynaflow", "train state-fm", "generate", "transfer", "evaluate", "report"]
     bar = StageBar(stages, budget)
     data = Path(data) if data is not None else bundled_dataset()
     ds = load_dataset(data)
@@ -328,7 +368,7 @@ def run_demo(
 
     bar.start("generate")
     policy = DynaFlowPolicy.from_checkpoint(runs["dynaflow"]["run_dir"], rollout=rollout)
-    rows, videos = _generate(policy, settings, seed, bar, out)
+    rows, videos, plans = _generate(policy, settings, seed, bar, out)
     summary["generation"] = rows
     walk = next(r for r in rows if r["gait"] == WALK_CHECK[0] and tuple(r["command"]) == WALK_CHECK[1])
     walks = (
@@ -340,6 +380,19 @@ def run_demo(
         f"generated {len(rows)} motions of {settings.seconds:g} s; trot 0.5 m/s replayed in MuJoCo C: "
         f"{walk['replay_same_forward_m']:.2f} m of {walk['commanded_forward_m']:.2f} m commanded, upright "
         f"{walk['replay_same_upright']}"
+    )
+
+    bar.start("transfer")
+    transfer, transfer_video = _transfer(policy, settings, seed, plans, bar, out)
+    if transfer_video:
+        videos["transfer"] = transfer_video
+    summary["transfer"] = {k: transfer[k] for k in ("summary", "timing_s", "replan_every", "seconds")}
+    t_open = transfer["summary"].get("open", {}).get("all", {})
+    t_closed = transfer["summary"].get("closed", {}).get("all", {})
+    bar.done(
+        f"transfer: {100 * t_open.get('upright', float('nan')):.0f} % of open-loop and "
+        f"{100 * t_closed.get('upright', float('nan')):.0f} % of closed-loop runs upright in "
+        f"{len(transfer['perturbations'])} worlds"
     )
 
     bar.start("evaluate")
@@ -366,6 +419,7 @@ def run_demo(
         provenance,
         log=log,
         sections=[_generation_section(rows)],
+        transfer_results={"dynaflow": transfer},
         extra_videos={"dynaflow": list(videos.values())},
         num_samples=settings.eval_samples,
         batch=settings.eval_batch,
@@ -409,6 +463,10 @@ def print_summary(summary: dict, out: Path) -> None:
         f"{w['replay_same_forward_m']:.2f} m forward of {w['commanded_forward_m']:.2f} m commanded, upright "
         f"{w['replay_same_upright']} -> {'PASSED' if w['passed'] else 'FAILED'}"
     )
+    t = {k: v["all"] for k, v in summary.get("transfer", {}).get("summary", {}).items()}
+    if t:
+        runs = ", ".join(f"{k} loop {100 * v['upright']:.0f} % of {v['runs']} upright" for k, v in t.items())
+        print(f"  transfer (changed worlds, README: Transfer): {runs}")
     print(f"  report: {summary['report']['markdown']} and {summary['report']['html']}")
     print(f"  videos: {', '.join(str(out / v) for v in summary['videos'].values())}")
     print(f"  checkpoints: {out / 'runs'}/{{dynaflow,state-fm}}; figures: {out / 'demo.json'}")

@@ -283,7 +283,9 @@ def rollout_long(
     while k < total:
         c = _cond_at(policy, cond, k * dt)
         t0 = time.perf_counter()
-        _, U = policy.sample(states[-1][None].astype(np.float32), c, rng=seed + call, ode_steps=ode_steps)
+        _, U = policy.sample(
+            states[-1][None].astype(np.float32), c, rng=seed + call, ode_steps=ode_steps, actions_only=True
+        )
         latencies.append(time.perf_counter() - t0)
         call += 1
         targets = policy.rollout.targets(np.asarray(U[0], np.float64))

@@ -84,12 +84,16 @@ class DynaFlowPolicy:
         rng: jax.Array | int | None = None,
         ode_steps: int = 1,
         horizon: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        actions_only: bool = False,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(X, U) for initial states ``x0`` ((B, 37), (B, 1, 37) or (37,)) and conditioning ``cond``.
 
         A batch of more than one is padded to the next power of two, at least 8 (one compiled sampler
         serves every batch size up to it); results depend on the padding only through the noise drawn,
-        which ``rng`` fixes."""
+        which ``rng`` fixes. ``actions_only``: return ``(None, U)`` without computing what only X needs (a
+        closed-loop controller executes U and measures the states; DynaFlow then skips its rollout)."""
+        if actions_only and not self.has_actions:
+            raise ValueError(f"actions_only: a states-only model ({self.method}) has no actions")
         if (cond is None) != (self.cond_dim is None):
             raise ValueError(
                 f"cond: this policy was trained with cond_dim={self.cond_dim}; "
@@ -120,8 +124,9 @@ class DynaFlowPolicy:
             cond=cond,
             rng=rng,
             sigma=self.sigma,
+            actions_only=actions_only,
         )
-        return np.asarray(X)[:n], None if U is None else np.asarray(U)[:n]
+        return None if X is None else np.asarray(X)[:n], None if U is None else np.asarray(U)[:n]
 
     def generate_open_loop(
         self,

@@ -35,18 +35,29 @@ def method_of(apply_fn: Callable) -> Method:
     return method if isinstance(method, Method) else METHODS["dynaflow"]
 
 
-def make_sampler(apply_fn: Callable, rollout, horizon: int, ode_steps: int) -> Callable:
+def make_sampler(
+    apply_fn: Callable, rollout, horizon: int, ode_steps: int, actions_only: bool = False
+) -> Callable:
     """A jit-compiled ``f(params, x0 (B,37), cond (B|1, C) or None, rng, sigma) -> (X, U)``, cached.
 
     ``sigma`` NaN means the σ stored in ``params``; the normaliser std always comes from ``params``. The
-    model's method decides what ``U`` is (``None`` for a states-only model)."""
+    model's method decides what ``U`` is (``None`` for a states-only model). ``actions_only``: return
+    ``(None, U)``; XLA then drops what only X needed (for DynaFlow with one ODE step, the whole rollout:
+    closed-loop control executes the actions and measures the states)."""
     if horizon < 1 or ode_steps < 1:
         raise ValueError(f"horizon and ode_steps must be >= 1, got {horizon}, {ode_steps}")
-    key = (_fn_key(apply_fn), rollout, int(horizon), int(ode_steps))
+    key = (_fn_key(apply_fn), rollout, int(horizon), int(ode_steps), bool(actions_only))
     if key not in _SAMPLERS:
         if len(_SAMPLERS) > 32:
             _SAMPLERS.clear()
-        _SAMPLERS[key] = jax.jit(method_of(apply_fn).sample(apply_fn, rollout, int(horizon), int(ode_steps)))
+        run = method_of(apply_fn).sample(apply_fn, rollout, int(horizon), int(ode_steps))
+        if actions_only:
+            full = run
+
+            def run(*args):
+                return None, full(*args)[1]
+
+        _SAMPLERS[key] = jax.jit(run)
     return _SAMPLERS[key]
 
 
@@ -62,6 +73,7 @@ def sample_trajectory(
     rng: jax.Array | None = None,
     normalizer: Normalizer | None = None,
     sigma: float | None = None,
+    actions_only: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Generate motions: ``(X, U)`` with X ``(B, H+1, 37)`` = Φ(x0, U) and U ``(B, H, 12)``.
 
@@ -71,7 +83,8 @@ def sample_trajectory(
     ``(B, 37)``, ``(B, 1, 37)`` or ``(37,)``; ``cond`` is ``(B, C)`` or ``(C,)`` / ``(1, C)`` (broadcast).
     The normaliser and σ come from ``params`` (as saved by training) unless given. Initial states and
     conditionings must be finite, and a model that rolls out from x0 needs a non-zero base quaternion
-    (one-line ``ValueError`` otherwise)."""
+    (one-line ``ValueError`` otherwise). ``actions_only``: return ``(None, U)`` and skip what only X needs
+    (a closed-loop controller's call)."""
     if state_dim != STATE_DIM:
         raise ValueError(f"state_dim: the Go2 rollout has {STATE_DIM}-D states, got {state_dim}")
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
@@ -98,7 +111,7 @@ def sample_trajectory(
             raise ValueError(f"cond: expected shape ({batch}, C), (1, C) or (C,), got {tuple(cond.shape)}")
         _check_finite("cond", cond)
     rng = _default_key() if rng is None else rng
-    fn = make_sampler(apply_fn, rollout, int(horizon), int(ode_steps))
+    fn = make_sampler(apply_fn, rollout, int(horizon), int(ode_steps), actions_only)
     sigma = np.float32(np.nan if sigma is None else sigma)
     if normalizer is not None:
         params = set_normalizer(params, normalizer)

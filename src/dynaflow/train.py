@@ -63,6 +63,7 @@ from dynaflow.flow import state_weights, trajectory_errors
 from dynaflow.methods import build_model, get_method
 from dynaflow.model import set_normalizer
 from dynaflow.physics import Rollout, create_go2_rollout
+from dynaflow.physics.rollout import random_worlds
 from dynaflow.sampling import make_sampler
 
 __all__ = [
@@ -119,6 +120,7 @@ def hyperparameters(config: TrainConfig, total_steps: int) -> dict[str, np.ndarr
         "grad_clip": f(config.optim.grad_clip),
         "ema_decay": f(config.optim.ema_decay),
         "weights": state_weights(config.horizon, config.flow.weights),
+        "randomise": f(config.sim.randomise),
     }
 
 
@@ -154,23 +156,34 @@ def init_opt_state(params) -> Any:
 # The step
 
 
-def make_train_step(model, rollout: Rollout, time_distribution: str = "uniform") -> Callable:
+def make_train_step(
+    model, rollout: Rollout, time_distribution: str = "uniform", randomise: bool = False
+) -> Callable:
     """``step(state, X1, cond, norm, hyper, A1=None) -> (state, metrics)``: one update, skipping any whose
     loss, gradient or resulting weights are not finite.
 
     ``norm`` is the model's ``normalizer`` collection and ``hyper`` the run's :func:`hyperparameters`: both
     arguments, so one compiled step serves every dataset and run length of the same shapes. ``A1`` are the
-    windows' recorded actions, used only by the methods that learn from them."""
+    windows' recorded actions, used only by the methods that learn from them. ``randomise``: each window
+    rolls out in its own perturbed physics (:func:`~dynaflow.physics.rollout.random_worlds` at strength
+    ``hyper["randomise"]``): domain randomisation."""
     method = model.method
 
     def step(state: TrainState, X1, cond, norm, hyper, A1=None):
         key = jax.random.fold_in(state.key, state.step)
         tx = make_optimizer(hyper)
 
+        phi = rollout
+        if randomise:
+            worlds = random_worlds(jax.random.fold_in(key, 0x5EED), X1.shape[0], rollout, hyper["randomise"])
+
+            def phi(x0, U):
+                return rollout.rollout(x0, U, world=worlds)
+
         def loss_fn(params):
             variables = {"params": params, "normalizer": norm}
             return method.loss(
-                model.apply, variables, rollout, X1, cond, key, hyper["weights"], time_distribution, True, A1
+                model.apply, variables, phi, X1, cond, key, hyper["weights"], time_distribution, True, A1
             )
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -209,11 +222,11 @@ def make_train_step(model, rollout: Rollout, time_distribution: str = "uniform")
 _COMPILED: dict = {}
 
 
-def _cached(kind: str, model, rollout: Rollout, time_distribution: str, make: Callable):
+def _cached(kind: str, model, rollout: Rollout, time_distribution: str, make: Callable, extra=None):
     """One jitted function per (kind, model configuration, rollout, time distribution) in this process:
     a second run of the same configuration (a resume, the demo's, a notebook's) neither traces nor
     compiles again."""
-    key = (kind, type(model), repr(model), rollout, time_distribution)
+    key = (kind, type(model), repr(model), rollout, time_distribution, extra)
     if key not in _COMPILED:
         if len(_COMPILED) > 32:
             _COMPILED.clear()
@@ -221,14 +234,15 @@ def _cached(kind: str, model, rollout: Rollout, time_distribution: str, make: Ca
     return _COMPILED[key]
 
 
-def compiled_step(model, rollout: Rollout, time_distribution: str):
+def compiled_step(model, rollout: Rollout, time_distribution: str, randomise: bool = False):
     """The jitted :func:`make_train_step` (state donated), cached."""
     return _cached(
         "step",
         model,
         rollout,
         time_distribution,
-        lambda: jax.jit(make_train_step(model, rollout, time_distribution), donate_argnums=0),
+        lambda: jax.jit(make_train_step(model, rollout, time_distribution, randomise), donate_argnums=0),
+        extra=bool(randomise),
     )
 
 
@@ -593,7 +607,7 @@ def train(
             from dynaflow.checkpoint import remove_run
 
             remove_run(run_dir)
-    step_fn = compiled_step(model, rollout, config.flow.time_distribution)
+    step_fn = compiled_step(model, rollout, config.flow.time_distribution, config.sim.randomise > 0)
     val_loss_fn = compiled_val_loss(model, rollout, config.flow.time_distribution)
     sampler = make_sampler(model.apply, rollout, config.horizon, 1)
     hyper_dev = jax.device_put(hyper, replicated)

@@ -33,6 +33,30 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--videos", action="store_true", help="render each checkpoint's long-horizon motion (MP4)")
     p.add_argument(
+        "--transfer",
+        action="store_true",
+        help="also run the transfer suite: every gait command, open and closed loop, in perturbed MuJoCo C "
+        "worlds (friction, mass and payload, PD gains, torque limits, latency, push, bumps, sensor noise)",
+    )
+    p.add_argument(
+        "--transfer-worlds",
+        default=None,
+        help="comma-separated subset of the suite's worlds (default: all; names in README: Transfer)",
+    )
+    p.add_argument(
+        "--transfer-seeds",
+        type=positive_int("--transfer-seeds"),
+        default=1,
+        help="runs per command and world",
+    )
+    p.add_argument("--transfer-seconds", type=float, default=10.0, help="length of each transfer run (s)")
+    p.add_argument(
+        "--replan-every",
+        type=positive_int("--replan-every"),
+        default=None,
+        help="transfer, closed loop: control steps executed per replan (default: half the horizon)",
+    )
+    p.add_argument(
         "--out",
         default="report",
         help="report directory (metrics.json, report.md, report.html, plots/); a .json path writes one "
@@ -58,8 +82,29 @@ def run(args: argparse.Namespace) -> int:
         long_per_group=args.long_per_gait,
         best_action=not args.no_best_action,
     )
+    transfer = None
+    if args.transfer:
+        from dynaflow.physics.worlds import TRANSFER_MATRIX, perturbation_by_name
+
+        worlds = (
+            TRANSFER_MATRIX
+            if args.transfer_worlds is None
+            else tuple(perturbation_by_name(n.strip()) for n in args.transfer_worlds.split(",") if n.strip())
+        )
+        if not (args.transfer_seconds > 0 and args.transfer_seconds < float("inf")):
+            raise ValueError(f"--transfer-seconds: expected a finite number > 0, got {args.transfer_seconds}")
+        transfer = dict(
+            perturbations=worlds,
+            seeds=args.transfer_seeds,
+            seconds=args.transfer_seconds,
+            replan_every=args.replan_every,
+            seed=args.seed,
+            ode_steps=args.ode_steps,
+        )
     out = Path(args.out)
     if out.suffix == ".json":
+        if transfer is not None:
+            raise ValueError(f"--transfer writes a report: give --out a directory, not {out}")
         if len(args.checkpoint) != 1:
             raise ValueError(f"--out {out}: a .json file holds one checkpoint's metrics; give a directory")
         check_output(out, "metrics file", inputs=[args.dataset])
@@ -79,7 +124,14 @@ def run(args: argparse.Namespace) -> int:
         "use_ema": bool(args.use_ema),
     }
     paths = evaluate_report(
-        args.checkpoint, args.dataset, out, provenance, use_ema=args.use_ema, videos=args.videos, **options
+        args.checkpoint,
+        args.dataset,
+        out,
+        provenance,
+        use_ema=args.use_ema,
+        videos=args.videos,
+        transfer=transfer,
+        **options,
     )
     runs = json.loads(Path(paths["metrics"]).read_text())["runs"]
     print(format_markdown_table(runs, highlight=False))

@@ -263,6 +263,39 @@ ROWS: tuple[Row, ...] = (
         "the same for the yaw rate (finite-difference mean).",
     ),
     Row(
+        "transfer_open_upright",
+        "transfer, open loop: upright [%]",
+        _pct,
+        "max",
+        "transfer suite (dynaflow evaluate --transfer): fraction of runs (gait commands x perturbed worlds) "
+        f"whose open-loop actions, generated in the training simulator, keep the {_UPRIGHT} in the perturbed "
+        "world for the whole run.",
+    ),
+    Row(
+        "transfer_open_distance_vs_nominal",
+        "transfer, open loop: distance vs nominal",
+        _fixed(2),
+        "max",
+        "median over those runs of (displacement achieved / commanded) in the perturbed world over the same "
+        "in "
+        "the training simulator.",
+    ),
+    Row(
+        "transfer_closed_upright",
+        "transfer, closed loop: upright [%]",
+        _pct,
+        "max",
+        "the same with replanning from the measured state (observation noise where the world has it).",
+    ),
+    Row(
+        "transfer_closed_on_speed",
+        "transfer, closed loop: on speed [%]",
+        _pct,
+        "max",
+        "fraction of closed-loop runs whose heading-frame planar velocity after the first second is within "
+        "25 % of the command (0.05 m/s at least).",
+    ),
+    Row(
         "gait_accuracy",
         "gait accuracy [%]",
         _pct,

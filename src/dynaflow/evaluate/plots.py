@@ -228,6 +228,55 @@ def plot_long_horizon(runs: Sequence[dict]) -> Figure | None:
     return fig
 
 
+def plot_transfer(runs: Sequence[dict]) -> Figure | None:
+    """The transfer suite as heat maps, one per run and mode (open, closed loop): rows are the perturbed
+    worlds, columns the gait commands; colour is the fraction of runs upright for the whole run, the text
+    the median displacement achieved / commanded (or "fell")."""
+    panels = []
+    for i, r in enumerate(runs):
+        result = r.get("transfer")
+        if not result:
+            continue
+        for mode in ("open", "closed"):
+            cells = [c for c in result.get("cells", []) if c["mode"] == mode]
+            if cells:
+                panels.append((run_name(r, i), mode, cells))
+    if not panels:
+        return None
+    fig = Figure(figsize=(FIGSIZE[0], 0.5 + 3.6 * len(panels)), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(panels), 1))
+    for ax, (name, mode, cells) in zip(axes, panels, strict=True):
+        worlds = list(dict.fromkeys(c["perturbation"] for c in cells))
+        cols = list(dict.fromkeys((c["gait"], tuple(c["command"])) for c in cells))
+        up = np.full((len(worlds), len(cols)), np.nan)
+        text = [["" for _ in cols] for _ in worlds]
+        for a, w in enumerate(worlds):
+            for b, col in enumerate(cols):
+                mine = [
+                    c for c in cells if c["perturbation"] == w and (c["gait"], tuple(c["command"])) == col
+                ]
+                if not mine:
+                    continue
+                up[a, b] = np.mean([c["upright"] for c in mine])
+                ratios = [
+                    c["distance_ratio"] for c in mine if c["upright"] and c["distance_ratio"] is not None
+                ]
+                text[a][b] = f"{np.median(ratios):.2f}" if ratios else ("up" if up[a, b] else "fell")
+        ax.imshow(up, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        for a in range(len(worlds)):
+            for b in range(len(cols)):
+                ax.text(b, a, text[a][b], ha="center", va="center", fontsize=6)
+        ax.set_yticks(range(len(worlds)), worlds, fontsize=7)
+        ax.set_xticks(
+            range(len(cols)), [f"{g}\n{', '.join(f'{v:g}' for v in c)}" for g, c in cols], fontsize=7
+        )
+        ax.set_title(
+            f"{name}: {mode} loop (colour: upright; text: distance achieved / commanded)", fontsize=8
+        )
+    fig.suptitle("Transfer to perturbed worlds", fontsize=10)
+    return fig
+
+
 # (file stem, caption, function)
 PLOTS: tuple[tuple[str, str, Callable[[Sequence[dict]], Figure | None]], ...] = (
     (
@@ -251,6 +300,11 @@ PLOTS: tuple[tuple[str, str, Callable[[Sequence[dict]], Figure | None]], ...] = 
         "Long horizon: horizontal drift between generation and its reference-simulator replay, and the "
         "generated forward displacement.",
         plot_long_horizon,
+    ),
+    (
+        "transfer",
+        "Transfer: each gait command in each perturbed world, open and closed loop (green: upright).",
+        plot_transfer,
     ),
 )
 

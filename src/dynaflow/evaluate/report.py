@@ -233,6 +233,7 @@ def write_report(
                 "checkpoint": jsonable(r.get("checkpoint")),
                 "method": jsonable(run_metrics(r).get("method")),
                 "metrics": jsonable(r.get("metrics") or {}),
+                **({"transfer": jsonable(r["transfer"])} if r.get("transfer") else {}),
             }
             for i, r in enumerate(runs)
         ],

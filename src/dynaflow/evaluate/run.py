@@ -247,6 +247,8 @@ def evaluate_report(
     log=print,
     sections: list[dict] = (),
     extra_videos: dict[str, list[str]] | None = None,
+    transfer: dict | None = None,
+    transfer_results: dict[str, dict] | None = None,
     **kwargs,
 ) -> dict:
     """Evaluate several checkpoints (DynaFlow and baselines) on one dataset with the same seeds and
@@ -254,7 +256,10 @@ def evaluate_report(
     ``metrics.json``, ``report.md``, ``report.html``, ``plots/`` and, with ``videos``, one MP4 per
     checkpoint of its long-horizon motion (the demonstration as a ghost). ``sections`` are extra tables
     and ``extra_videos`` maps a method to more video paths (relative to ``out_dir``), both as
-    :func:`~dynaflow.evaluate.report.write_report` takes them. Returns the written paths."""
+    :func:`~dynaflow.evaluate.report.write_report` takes them. ``transfer``: run the transfer suite
+    (:func:`~dynaflow.evaluate.transfer.transfer_suite`, these keyword arguments) for every checkpoint with
+    actions and gait conditioning; its tables follow the metrics. ``transfer_results`` maps a method to a
+    suite already run (the demo's). Returns the written paths."""
     from dynaflow.evaluate.report import write_report
     from dynaflow.policy import DynaFlowPolicy
 
@@ -279,6 +284,17 @@ def evaluate_report(
             )
             run["videos"] = [str(path.relative_to(out_dir))]
         run["videos"] = run.get("videos", []) + list((extra_videos or {}).get(policy.method, []))
+        found = (transfer_results or {}).get(policy.method)
+        if found is None and transfer is not None and policy.has_actions and policy.cond_dim == COND_DIM:
+            from dynaflow.evaluate.transfer import transfer_suite
+
+            found = transfer_suite(policy, **{"log": log, **transfer})
+        if found is not None:
+            from dynaflow.evaluate.transfer import headline, transfer_section
+
+            run["transfer"] = found
+            result["metrics"].update(headline(found))
+            sections = [*sections, *(transfer_section(found, name, m) for m in found["summary"])]
         runs.append(run)
         log(f"evaluated {ckpt} ({policy.method}) in {time.perf_counter() - t0:.0f} s")
     return write_report(out_dir, runs, provenance, sections)

@@ -26,6 +26,12 @@ def reference_model(rollout: Rollout) -> tuple[mujoco.MjModel, int]:
     warm start on. Returns the model and the number of physics steps per control step.
     """
     model = copy.deepcopy(rollout.mj_model)
+    return model, use_reference_solver(model, rollout)
+
+
+def use_reference_solver(model: mujoco.MjModel, rollout: Rollout) -> int:
+    """Give ``model`` (in place) the reference simulator's solver options for the rollout's control
+    period (see :func:`reference_model`); returns the physics steps per control step."""
     n_sub = max(rollout.n_substeps, math.ceil(rollout.ctrl_dt / REFERENCE_MAX_DT - 1e-9))
     opt = model.opt
     opt.timestep = rollout.ctrl_dt / n_sub
@@ -36,7 +42,7 @@ def reference_model(rollout: Rollout) -> tuple[mujoco.MjModel, int]:
     opt.ls_tolerance = 1e-6
     opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
-    return model, n_sub
+    return n_sub
 
 
 def replay_in_mujoco(

@@ -29,7 +29,7 @@ from dynaflow.physics.implicit import (
     mjx_step_implicit,
 )
 from dynaflow.physics.model import home_qpos, load_go2_model, simulation_model
-from dynaflow.robots.go2 import ACTION_DIM, NQ, SCENE_XML, STATE_DIM
+from dynaflow.robots.go2 import ACTION_DIM, NQ, SCENE_XML, STATE_DIM, TRUNK_BODY
 
 with contextlib.redirect_stdout(io.StringIO()):
     # mujoco.mjx prints a notice when the optional Warp backend is missing; we never use Warp.
@@ -107,6 +107,7 @@ class Rollout:
     n_substeps: int
     remat: bool = False
     gradient: Literal["implicit", "unrolled"] = "implicit"
+    scene_xml: str | None = None  # the MJCF it was built from (None: the project's own scene)
     _mjx_models: dict = field(default_factory=dict, repr=False)
     _jitted: object = field(init=False, repr=False)
 
@@ -141,9 +142,11 @@ class Rollout:
                 self._mjx_models[x64] = mjx.put_model(self.sim_model, device=local_device())
         return self._mjx_models[x64]
 
-    def _control_step(self, x: jax.Array, u: jax.Array) -> jax.Array:
-        """One control step of the law from state x (37,) with action u (12,): x_next (37,). Traceable."""
-        m = self._mjx_model()
+    def _control_step(self, x: jax.Array, u: jax.Array, world=None, u_prev=None) -> jax.Array:
+        """One control step of the law from state x (37,) with action u (12,): x_next (37,). Traceable.
+        ``world``: one sample's physics changes (:func:`random_worlds`); its ``delay`` physics steps
+        still run with the previous action ``u_prev``'s targets (the actuators' latency)."""
+        m = self._mjx_model() if world is None else self._perturbed(world)
         step = mjx_step_implicit if self.gradient == "implicit" else mjx.step
         template = mjx.make_data(m, device=local_device())
         dtype = template.qpos.dtype
@@ -156,22 +159,63 @@ class Rollout:
         substep = jax.checkpoint(substep, policy=_SUBSTEP_POLICY, prevent_cse=False)  # inside scan
         ctrl = self.targets(u).astype(dtype)
         carry = (x[:NQ].astype(dtype), x[NQ:].astype(dtype))
-        carry, _ = jax.lax.scan(lambda c, _: (substep(c, ctrl), None), carry, None, length=self.n_substeps)
+        if world is None:
+            carry, _ = jax.lax.scan(
+                lambda c, _: (substep(c, ctrl), None), carry, None, length=self.n_substeps
+            )
+        else:
+            late = jnp.arange(self.n_substeps)[:, None] < world["delay"]
+            ctrls = jnp.where(late, self.targets(u_prev).astype(dtype), ctrl)
+            carry, _ = jax.lax.scan(lambda c, ct: (substep(c, ct), None), carry, ctrls)
         return jnp.concatenate(carry)
 
-    def _single(self, x0: jax.Array, U: jax.Array) -> jax.Array:
+    def _perturbed(self, world):
+        """The MJX model with one sample's changes: contact friction, trunk mass, inertia and centre of
+        mass, PD gains and torque limits (MJX models are pytrees: under vmap each sample has its own)."""
+        m = self._mjx_model()
+        sim = self.sim_model
+        trunk = mujoco.mj_name2id(sim, mujoco.mjtObj.mjOBJ_BODY, TRUNK_BODY)
+        touching = np.flatnonzero((sim.geom_contype | sim.geom_conaffinity) != 0)
+        dtype = m.body_mass.dtype
+        w = {k: jnp.asarray(v, dtype) for k, v in world.items() if k != "delay"}
+        return m.replace(
+            geom_friction=m.geom_friction.at[touching, 0].set(w["friction"]),
+            body_mass=m.body_mass.at[trunk].multiply(w["mass"]),
+            body_inertia=m.body_inertia.at[trunk].multiply(w["mass"]),
+            body_ipos=m.body_ipos.at[trunk].add(w["com"]),
+            actuator_gainprm=m.actuator_gainprm.at[:, 0].multiply(w["gain"]),
+            actuator_biasprm=m.actuator_biasprm.at[:, 1:3].multiply(w["gain"]),
+            actuator_forcerange=m.actuator_forcerange * w["torque"],
+        )
+
+    def _single(self, x0: jax.Array, U: jax.Array, world=None) -> jax.Array:
         """Unbatched rollout: x0 (37,), U (H, 12) -> X (H+1, 37). Traceable."""
         dtype = jnp.float64 if _x64() else jnp.float32
         quat = x0[3:7] / jnp.linalg.norm(x0[3:7])
         x0 = jnp.concatenate([x0[:3], quat, x0[7:]]).astype(dtype)
+        U = U.astype(dtype)
 
-        def control_step(x, u):
-            x_next = self._control_step(x, u)
-            return x_next, x_next
+        if world is None:
+
+            def control_step(x, u):
+                x_next = self._control_step(x, u)
+                return x_next, x_next
+
+            xs = U
+        else:
+
+            def control_step(x, uu):
+                x_next = self._control_step(x, uu[1], world, uu[0])
+                return x_next, x_next
+
+            # (previous, current) actions; before the first, the servos hold x0's joint angles (as the
+            # MuJoCo C worlds of dynaflow.physics.worlds do)
+            hold = (x0[7:NQ] - jnp.asarray(self.default_pose, dtype)) / self.action_scale
+            xs = (jnp.concatenate([hold[None], U[:-1]]), U)
 
         if self.remat:
             control_step = jax.checkpoint(control_step)
-        _, xs = jax.lax.scan(control_step, x0, U.astype(dtype))
+        _, xs = jax.lax.scan(control_step, x0, xs)
         return jnp.concatenate([x0[None], xs], axis=0)
 
     def step(self, x: jax.Array, u: jax.Array) -> jax.Array:
@@ -181,21 +225,27 @@ class Rollout:
         with jax.default_matmul_precision("highest"):
             return self._control_step(x, u)
 
-    def _batched(self, x0: jax.Array, U: jax.Array) -> jax.Array:
+    def _batched(self, x0: jax.Array, U: jax.Array, world=None) -> jax.Array:
         # Full float32 matrix products: GPUs otherwise run f32 matmuls in TF32, which costs the
         # simulation ~3 decimal digits (H200, MJX vs MuJoCo C: max error 8e-2 instead of ~1e-5).
         with jax.default_matmul_precision("highest"):
-            return jax.vmap(self._single)(x0, U)
+            return jax.vmap(self._single)(x0, U, world)
 
-    def rollout(self, x0, U) -> jax.Array:
-        """Roll the action sequence ``U`` out from ``x0``; see the class docstring for shapes."""
+    def rollout(self, x0, U, world: dict | None = None) -> jax.Array:
+        """Roll the action sequence ``U`` out from ``x0``; see the class docstring for shapes. ``world``:
+        per-sample physics changes ``{name: (B, ...)}`` from :func:`random_worlds` (domain randomisation
+        during training; batched arguments only); None: the model as it is."""
         dtype = jnp.float64 if _x64() else jnp.float32
         x0 = _as_array(x0, dtype)
         U = _as_array(U, dtype)
         batch, unbatched = check_inputs(x0, U)
         x0b = jnp.broadcast_to(x0, (batch, STATE_DIM)) if x0.ndim == 1 else x0
         Ub = jnp.broadcast_to(U, (batch, *U.shape[-2:])) if U.ndim == 2 else U
-        X = self._jitted(x0b, Ub)
+        if world is not None:
+            missing = sorted(set(WORLD_KEYS) - set(world))
+            if missing or unbatched:
+                raise ValueError(f"world: expected batched {WORLD_KEYS}, missing {missing}")
+        X = self._jitted(x0b, Ub, world)
         return X[0] if unbatched else X
 
     __call__ = rollout
@@ -205,6 +255,34 @@ class Rollout:
         x = np.zeros(STATE_DIM)
         x[:NQ] = home_qpos(self.mj_model)
         return x
+
+
+WORLD_KEYS = ("friction", "mass", "com", "gain", "torque", "delay")
+
+
+def random_worlds(key: jax.Array, batch: int, rollout: Rollout, strength: float | jax.Array = 1.0) -> dict:
+    """Per-sample physics changes for domain randomisation, ``{name: (batch, ...)}`` (traceable).
+
+    At ``strength`` 1 they span the transfer suite's worlds (:data:`dynaflow.physics.worlds.TRANSFER_MATRIX`):
+    contact friction uniform in [0.4, 1.2], trunk mass and inertia x [0.8, 1.2] with its centre of mass
+    moved up to 3 cm in x and 1.5 cm in y, PD gains x [0.8, 1.2], torque limits x [0.8, 1.0] and a latency
+    of 0 to one control step (in physics steps: the first ``delay`` substeps still run the previous
+    target). ``strength`` shrinks every range towards the nominal model (0: no change)."""
+    k = jax.random.split(key, 6)
+    a = jnp.asarray(strength, jnp.float32)
+    nominal = float(rollout.sim_model.geom_friction[:, 0].max())
+
+    def u(key, lo, hi, shape=()):
+        return jax.random.uniform(key, (batch, *shape), jnp.float32, lo, hi)
+
+    return {
+        "friction": nominal + a * (u(k[0], 0.4, 1.2) - nominal),
+        "mass": 1.0 + a * u(k[1], -0.2, 0.2),
+        "com": a * u(k[2], -1.0, 1.0, (3,)) * jnp.array([0.03, 0.015, 0.0]),
+        "gain": 1.0 + a * u(k[3], -0.2, 0.2),
+        "torque": 1.0 - a * u(k[4], 0.0, 0.2),
+        "delay": jnp.floor(a * u(k[5], 0.0, rollout.n_substeps + 1)).astype(jnp.int32),
+    }
 
 
 _ROLLOUTS: dict = {}
@@ -285,4 +363,5 @@ def _build_rollout(xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient,
         n_substeps=int(n_substeps),
         remat=bool(remat),
         gradient=gradient,
+        scene_xml=None if xml_path is None else str(Path(xml_path).resolve()),
     )

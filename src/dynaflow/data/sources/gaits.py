@@ -50,6 +50,15 @@ GAITS = ("trot", "pace", "bound", "pronk")
 ALL_GAITS = (*GAITS, "stand")
 COND_NAMES = ("vx_cmd", "vy_cmd", "yaw_rate_cmd", *(f"gait_{g}" for g in GAITS))
 COND_DIM = len(COND_NAMES)
+#: The commands (vx, vy, yaw rate) every gait is shown and judged at: the demo's generation table, its
+#: walk check (trot 0.5 m/s) and the transfer suite.
+EVAL_COMMANDS: dict[str, list[tuple[float, float, float]]] = {
+    "trot": [(0.5, 0.0, 0.0), (0.3, 0.0, 0.4)],
+    "pace": [(0.3, 0.0, 0.0)],
+    "bound": [(0.4, 0.0, 0.0)],
+    "pronk": [(0.2, 0.0, 0.0)],
+    "stand": [(0.0, 0.0, 0.0)],
+}
 
 HIP_POS = np.stack([SIGN_X * HIP_X, SIGN_Y * (HIP_Y + THIGH_Y)], axis=1)  # (4, 2) foot-above points
 
