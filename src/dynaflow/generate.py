@@ -213,7 +213,7 @@ def rollout_long(
     cond=None,
     seconds: float = 10.0,
     closed_loop: bool = False,
-    replan_every: int = 4,
+    replan_every: int | None = None,
     fidelity: str = "same",
     pushes: Sequence[Push] = (),
     seed: int = 0,
@@ -224,7 +224,8 @@ def rollout_long(
     (a callable ``t -> (C,)``, see :func:`schedule_fn`), open or closed loop (module docstring).
 
     Open loop with ``replay``: the chained actions are also replayed in MuJoCo C ("same" and
-    "reference"). Closed loop needs a model with actions (not ``state-fm``)."""
+    "reference"). Closed loop needs a model with actions (not ``state-fm``); it replans every
+    ``replan_every`` control steps (default: half the horizon)."""
     x0 = np.asarray(x0, np.float64).reshape(-1)
     if x0.shape != (STATE_DIM,) or not np.all(np.isfinite(x0)):
         raise ValueError(f"x0: expected {STATE_DIM} finite numbers, got shape {x0.shape}")
@@ -234,6 +235,8 @@ def rollout_long(
         )
     if not (np.isfinite(seconds) and seconds > 0):
         raise ValueError(f"--seconds: expected a finite number > 0, got {seconds}")
+    if replan_every is None:  # half the horizon: replanning more often measured worse (README, Transfer)
+        replan_every = max(1, policy.horizon // 2)
     if isinstance(replan_every, bool) or not isinstance(replan_every, int | np.integer):
         raise ValueError(f"--replan-every: expected an integer, got {replan_every!r}")
     if fidelity not in ("same", "reference"):

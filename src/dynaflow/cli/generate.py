@@ -41,7 +41,10 @@ def add_parser(sub) -> None:
         "--closed-loop", action="store_true", help="replan from the measured state of a MuJoCo C simulation"
     )
     p.add_argument(
-        "--replan-every", type=positive_int("--replan-every"), default=4, help="control steps between replans"
+        "--replan-every",
+        type=positive_int("--replan-every"),
+        default=None,
+        help="control steps between replans (default: half the horizon)",
     )
     p.add_argument(
         "--fidelity",
@@ -124,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     write_npz(out, arrays)
     atomic_write(summary_path, dumps({"command": args.command_line, **summary}))
     mode = (
-        f"closed loop in MuJoCo C ({args.fidelity}), replanning every {args.replan_every} steps"
+        f"closed loop in MuJoCo C ({args.fidelity}), replanning every "
+        f"{args.replan_every or max(1, policy.horizon // 2)} steps"
         if args.closed_loop
         else "open loop (chained windows)"
     )
