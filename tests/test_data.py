@@ -181,3 +181,25 @@ def test_normalizer_zscores_all_but_the_quaternion_with_relative_xy():
     np.testing.assert_allclose(Z.reshape(-1, 37)[:, rest].mean(0), 0, atol=1e-4)
     assert abs(norm.mean[0]) < 5  # positions are relative to the window start, not absolute
     assert Normalizer.from_dict(norm.to_dict()).std.tolist() == norm.std.tolist()
+
+
+def test_physical_std_floors_per_state_group():
+    """``--std-floor physical``: a dimension the data holds constant (a kinematic clip's vertical velocity)
+    gets its group's physical floor instead of 0.01; dimensions that move keep their own std."""
+    from dynaflow.config import TrainConfig
+    from dynaflow.data.windows import PHYSICAL_FLOORS
+    from dynaflow.robots.go2 import STATE_GROUPS
+
+    X = states(n=5, t=9).astype(np.float64)
+    X[..., 21] = 0.3  # vertical velocity: constant
+    X[..., 25] = np.random.default_rng(0).normal(0, 5.0, X.shape[:2])  # a joint velocity that moves a lot
+    uniform, physical = Normalizer.fit(X), Normalizer.fit(X, "physical")
+    assert uniform.std[21] == np.float32(0.01)
+    assert physical.std[21] == np.float32(PHYSICAL_FLOORS["base_linvel"])
+    assert physical.std[25] == uniform.std[25] > 1.0
+    for group, floor in PHYSICAL_FLOORS.items():
+        assert np.all(physical.std[STATE_GROUPS[group]] >= np.float32(floor))
+    assert np.all(physical.std[3:7] == 1)
+    with pytest.raises(ValueError, match=r"std_floor: expected one of .*, got 'tight'"):
+        Normalizer.fit(X, "tight")
+    assert TrainConfig.from_flat(std_floor="physical").std_floor == "physical"

@@ -146,6 +146,14 @@ class TrainConfig:
         "--time-budget", "stop after this many seconds of wall time (saves last)", None, gt=0.0
     )
     val_windows: int = opt("--val-windows", "validation windows scored each epoch", 256, ge=0)
+    std_floor: str = opt(
+        "--std-floor",
+        "normaliser std floor: uniform (0.01 in every dimension) or physical (per state group: 2 cm, "
+        "0.05 rad, 0.1 m/s, 0.25 rad/s, 1 rad/s; for kinematic or motion-capture data whose trunk barely "
+        "moves)",
+        "uniform",
+        choices=("uniform", "physical"),
+    )
     max_nonfinite: int = opt("--max-nonfinite", "stop after N consecutive non-finite updates", 20, ge=1)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -311,7 +311,7 @@ def prepare_data(
     if normalizer is None:
         rng = np.random.default_rng([config.seed, 7])
         fit_idx = train_idx[rng.choice(len(train_idx), min(len(train_idx), 20_000), replace=False)]
-        normalizer = Normalizer.fit(gather_windows(dataset, fit_idx, config.horizon)[0])
+        normalizer = Normalizer.fit(gather_windows(dataset, fit_idx, config.horizon)[0], config.std_floor)
     if len(val_idx) > config.val_windows:
         val_idx = val_idx[
             np.random.default_rng([config.seed, 11]).choice(len(val_idx), config.val_windows, replace=False)

@@ -13,9 +13,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynaflow.data.schema import Dataset, DatasetError
-from dynaflow.robots.go2 import QUAT, STATE_DIM
+from dynaflow.robots.go2 import QUAT, STATE_DIM, STATE_GROUPS
 
 STD_FLOOR = 1e-2  # per-dimension std floor: a (nearly) constant dimension must not blow up the loss
+#: ``std_floor="physical"``: a floor per state group at the scale of motion legs make that kinematic or
+#: motion-capture data may leave out (trunk bobbing of 2 cm, 0.05 rad of joint motion, 0.1 m/s, 0.25
+#: rad/s, 1 rad/s of joint speed), so a dimension the data holds constant does not make every
+#: physically necessary deviation from it cost (deviation / 0.01)^2 in the loss.
+PHYSICAL_FLOORS = {
+    "base_pos": 0.02,
+    "joint_pos": 0.05,
+    "base_linvel": 0.1,
+    "base_angvel": 0.25,
+    "joint_vel": 1.0,
+}
+STD_FLOORS = ("uniform", "physical")
 
 
 def split_episodes(dataset: Dataset, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -109,12 +121,19 @@ class Normalizer:
         return Normalizer(np.zeros(STATE_DIM, np.float32), np.ones(STATE_DIM, np.float32))
 
     @staticmethod
-    def fit(X: np.ndarray) -> Normalizer:
-        """Statistics of windows ``X`` (M, H+1, 37), positions relative to each window's start."""
+    def fit(X: np.ndarray, floor: str = "uniform") -> Normalizer:
+        """Statistics of windows ``X`` (M, H+1, 37), positions relative to each window's start. ``floor``:
+        ``"uniform"`` (:data:`STD_FLOOR` everywhere) or ``"physical"`` (:data:`PHYSICAL_FLOORS`)."""
+        if floor not in STD_FLOORS:
+            raise ValueError(f"std_floor: expected one of {STD_FLOORS}, got {floor!r}")
         Xr = relative_xy(np.asarray(X, np.float64))
         flat = Xr.reshape(-1, STATE_DIM)
         mean = flat.mean(axis=0)
-        std = np.maximum(flat.std(axis=0), STD_FLOOR)
+        floors = np.full(STATE_DIM, STD_FLOOR)
+        if floor == "physical":
+            for group, value in PHYSICAL_FLOORS.items():
+                floors[STATE_GROUPS[group]] = value
+        std = np.maximum(flat.std(axis=0), floors)
         mean[QUAT], std[QUAT] = 0.0, 1.0
         return Normalizer(mean.astype(np.float32), std.astype(np.float32))
 
