@@ -262,7 +262,7 @@ def plot_transfer(runs: Sequence[dict]) -> Figure | None:
                     c["distance_ratio"] for c in mine if c["upright"] and c["distance_ratio"] is not None
                 ]
                 text[a][b] = f"{np.median(ratios):.2f}" if ratios else ("up" if up[a, b] else "fell")
-        ax.imshow(up, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.imshow(up, cmap="RdYlGn", vmin=-0.6, vmax=1.6, aspect="auto")  # light shades: legible text
         for a in range(len(worlds)):
             for b in range(len(cols)):
                 ax.text(b, a, text[a][b], ha="center", va="center", fontsize=6)
