@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from dynaflow.cli.common import add_checkpoint_args, add_command, load_policy, positive_int, replacing
+from dynaflow.cli.common import (
+    add_checkpoint_args,
+    add_command,
+    load_policy,
+    positive_float,
+    positive_int,
+    replacing,
+)
 
 
 def add_parser(sub) -> None:
@@ -49,7 +56,12 @@ def add_parser(sub) -> None:
         default=1,
         help="runs per command and world",
     )
-    p.add_argument("--transfer-seconds", type=float, default=10.0, help="length of each transfer run (s)")
+    p.add_argument(
+        "--transfer-seconds",
+        type=positive_float("--transfer-seconds"),
+        default=10.0,
+        help="length of each transfer run (s)",
+    )
     p.add_argument(
         "--replan-every",
         type=positive_int("--replan-every"),
@@ -91,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
             if args.transfer_worlds is None
             else tuple(perturbation_by_name(n.strip()) for n in args.transfer_worlds.split(",") if n.strip())
         )
-        if not (args.transfer_seconds > 0 and args.transfer_seconds < float("inf")):
-            raise ValueError(f"--transfer-seconds: expected a finite number > 0, got {args.transfer_seconds}")
         transfer = dict(
             perturbations=worlds,
             seeds=args.transfer_seeds,
