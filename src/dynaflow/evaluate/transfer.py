@@ -321,7 +321,8 @@ def _cell_text(c: dict | None) -> str:
         return "n/a"
     ratio = "n/a" if c["distance_ratio"] is None else f"{c['distance_ratio']:.2f}"
     if c["upright"]:
-        return f"up, {ratio}"
+        drift = "" if c["heading_drift_rad"] is None else f", {c['heading_drift_rad']:+.2f} rad"
+        return f"up, {ratio}{drift}"
     return f"fell {c['fell_at_s']:.1f} s"
 
 
@@ -347,7 +348,8 @@ def transfer_section(result: dict, name: str, mode: str) -> dict:
     return {
         "title": f"Transfer, {'open' if mode == 'open' else 'closed'} loop ({name})",
         "text": f"{result['seconds']:g} s per command in perturbed MuJoCo C worlds, {how}. A cell: "
-        "upright for the whole run and the displacement achieved / commanded, or when it fell. Overall "
+        "upright for the whole run, the distance along the command / commanded and the heading drift "
+        "(final heading minus commanded), or when it fell. Overall "
         f"{100 * s['upright']:.0f} % of {s['runs']} runs upright, {100 * s['on_speed']:.0f} % within "
         f"{100 * SPEED_TOLERANCE:.0f} % of the commanded speed. Worlds: {desc}.",
         "header": ["world", *(f"{g} ({', '.join(f'{v:g}' for v in c)})" for g, c in cols), "upright [%]"],
