@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -82,10 +83,7 @@ def run_figures(X: np.ndarray, command: Sequence[float], dt: float) -> dict:
     v_cmd = float(np.linalg.norm(cmd[:2]))
     along = None
     if ok and v_cmd * steps * dt > 0.05:
-        yaw = np.unwrap(yaw_of(X))
-        c, s = np.cos(yaw), np.sin(yaw)
-        v_head = np.stack([c * X[:, 19] + s * X[:, 20], -s * X[:, 19] + c * X[:, 20]], axis=-1)
-        along = float(np.mean(v_head[1:] @ (cmd[:2] / v_cmd)) / v_cmd)
+        along = float(heading_velocity(X[1:], dt)[:2] @ (cmd[:2] / v_cmd) / v_cmd)
     return {
         "upright": bool(stays_up(X)),
         "fell_at_s": fell,
@@ -228,8 +226,6 @@ def transfer_suite(
 
 
 def _seeded(p: Perturbation, s: int) -> Perturbation:
-    from dataclasses import replace
-
     return p if s == 0 else replace(p, seed=p.seed + 1000 * s)
 
 
