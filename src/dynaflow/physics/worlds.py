@@ -171,7 +171,7 @@ def perturbation_by_name(name: str) -> Perturbation:
     raise ValueError(f"perturbation: unknown {name!r}; known: {', '.join(p.name for p in TRANSFER_MATRIX)}")
 
 
-def _terrain(seed: int, height: float) -> tuple[np.ndarray, int]:
+def _terrain(seed: int) -> tuple[np.ndarray, int]:
     """Smooth random bumps in [0, 1] on a square grid (rows, cols = n): white noise blurred by a
     Gaussian of ``TERRAIN_BUMP_WIDTH``, rescaled to span [0, 1]."""
     n = int(round(2 * TERRAIN_HALF_SIZE / TERRAIN_CELL)) + 1
@@ -192,7 +192,7 @@ def _model_with_terrain(rollout: Rollout, p: Perturbation) -> mujoco.MjModel:
     floor = next((g for g in spec.geoms if g.type == mujoco.mjtGeom.mjGEOM_PLANE), None)
     if floor is None:
         raise ValueError(f"{rollout.scene_xml or SCENE_XML}: uneven ground needs a floor plane to replace")
-    heights, n = _terrain(p.seed, p.bumps_m)
+    heights, n = _terrain(p.seed)
     hfield = spec.add_hfield()
     hfield.name = "dynaflow_bumps"
     hfield.nrow = hfield.ncol = n
