@@ -36,6 +36,7 @@ __all__ = [
     "Push",
     "LongRollout",
     "Segment",
+    "default_replan_every",
     "motion_for_episode",
     "parse_pushes",
     "parse_schedule",
@@ -235,8 +236,8 @@ def rollout_long(
         )
     if not (np.isfinite(seconds) and seconds > 0):
         raise ValueError(f"--seconds: expected a finite number > 0, got {seconds}")
-    if replan_every is None:  # half the horizon: replanning more often measured worse (README, Transfer)
-        replan_every = max(1, policy.horizon // 2)
+    if replan_every is None:
+        replan_every = default_replan_every(policy)
     if isinstance(replan_every, bool) or not isinstance(replan_every, int | np.integer):
         raise ValueError(f"--replan-every: expected an integer, got {replan_every!r}")
     if fidelity not in ("same", "reference"):
@@ -315,6 +316,12 @@ def rollout_long(
     )
     result.wall_seconds = time.perf_counter() - t_start
     return result
+
+
+def default_replan_every(policy) -> int:
+    """Control steps between closed-loop replans when none is given: half the horizon (replanning more
+    often kept fewer runs upright in the transfer suite: README, Transfer)."""
+    return max(1, policy.horizon // 2)
 
 
 def _cond_series(policy, cond, total: int, dt: float) -> np.ndarray | None:

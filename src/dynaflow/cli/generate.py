@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from dynaflow.fileio import atomic_write, check_output, write_npz
     from dynaflow.generate import (
         check_gait_model,
+        default_replan_every,
         default_start,
         parse_pushes,
         parse_schedule,
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     atomic_write(summary_path, dumps({"command": args.command_line, **summary}))
     mode = (
         f"closed loop in MuJoCo C ({args.fidelity}), replanning every "
-        f"{args.replan_every or max(1, policy.horizon // 2)} steps"
+        f"{args.replan_every or default_replan_every(policy)} steps"
         if args.closed_loop
         else "open loop (chained windows)"
     )

@@ -73,7 +73,7 @@ def run_figures(X: np.ndarray, command: Sequence[float], dt: float) -> dict:
     cmd = np.asarray(command, np.float64)
     want = commanded_displacement(X[0], cmd, steps, dt)
     got = X[-1, :2] - X[0, :2]
-    down = ~stays_up(X[:, None])  # per state
+    down = ~stays_up(X[:, None])  # per state; the run stayed up when no state is down
     fell = float(np.argmax(down) * dt) if down.any() else None
     ok = np.all(np.isfinite(X))
     warm = min(int(round(WARM_SECONDS / dt)), max(steps - 2, 0))
@@ -85,7 +85,7 @@ def run_figures(X: np.ndarray, command: Sequence[float], dt: float) -> dict:
     if ok and v_cmd * steps * dt > 0.05:
         along = float(heading_velocity(X[1:], dt)[:2] @ (cmd[:2] / v_cmd) / v_cmd)
     return {
-        "upright": bool(stays_up(X)),
+        "upright": fell is None,
         "fell_at_s": fell,
         "distance_ratio": along,
         "drift_m": float(np.linalg.norm(got - want)) if ok else None,
@@ -126,7 +126,7 @@ def transfer_suite(
     ``keep``: ``(mode, world, gait)`` runs whose states come back under ``"kept"`` (first command).
     Returns ``{"cells": [...], "perturbations": [...], "summary": {...}, ...}``, JSON-ready but for
     ``"kept"``."""
-    from dynaflow.generate import Segment, check_gait_model
+    from dynaflow.generate import Segment, check_gait_model, default_replan_every
 
     if not policy.has_actions:
         raise ValueError(f"--transfer: a states-only model ({policy.method}) has no actions to transfer")
@@ -138,7 +138,7 @@ def transfer_suite(
         raise ValueError(
             f"transfer: seconds > 0, seeds >= 1 and batch >= 1 expected, got {seconds}, {seeds}, {batch}"
         )
-    replan_every = max(1, policy.horizon // 2) if replan_every is None else replan_every
+    replan_every = default_replan_every(policy) if replan_every is None else replan_every
     if not 1 <= replan_every <= policy.horizon:
         raise ValueError(f"--replan-every: expected 1..{policy.horizon} (the horizon), got {replan_every}")
     names = [p.name for p in perturbations]

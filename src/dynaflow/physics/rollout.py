@@ -29,7 +29,7 @@ from dynaflow.physics.implicit import (
     mjx_step_implicit,
 )
 from dynaflow.physics.model import home_qpos, load_go2_model, simulation_model
-from dynaflow.robots.go2 import ACTION_DIM, NQ, SCENE_XML, STATE_DIM, TRUNK_BODY
+from dynaflow.robots.go2 import ACTION_DIM, JOINTS, NQ, SCENE_XML, STATE_DIM, TRUNK_BODY
 
 with contextlib.redirect_stdout(io.StringIO()):
     # mujoco.mjx prints a notice when the optional Warp backend is missing; we never use Warp.
@@ -210,7 +210,7 @@ class Rollout:
 
             # (previous, current) actions; before the first, the servos hold x0's joint angles (as the
             # MuJoCo C worlds of dynaflow.physics.worlds do)
-            hold = (x0[7:NQ] - jnp.asarray(self.default_pose, dtype)) / self.action_scale
+            hold = (x0[JOINTS] - jnp.asarray(self.default_pose, dtype)) / self.action_scale
             xs = (jnp.concatenate([hold[None], U[:-1]]), U)
 
         if self.remat:
