@@ -1,5 +1,6 @@
-"""The flow's pieces: source noise anchored on x0, the straight path, time distributions, weights, and the
-Euler integrator."""
+"""The flow's pieces: source noise anchored on x0, the straight path, time distributions, weights (per step
+and the trunk's window means), chained windows re-anchored where the rollout arrived, and the Euler
+integrator."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynaflow.flow import integrate, interpolate, sample_time, source_sample, state_weights
+from dynaflow.data.quat import qmul, qrotate, qyaw
+from dynaflow.flow import (
+    flow_matching_loss,
+    integrate,
+    interpolate,
+    loss_weights,
+    reanchor,
+    sample_time,
+    source_sample,
+    state_weights,
+    weighted_state_error,
+)
+from dynaflow.robots.go2 import ANGVEL, LINVEL, STATE_GROUPS
 
 
 def test_flow_pieces():
@@ -44,3 +57,111 @@ def test_integrate_lands_on_the_prediction():
         assert float(t_last) == pytest.approx(1.0 - 1.0 / steps)
     with pytest.raises(ValueError, match="ode_steps must be >= 1"):
         integrate(predict, jnp.zeros((2, 3)), 0)
+
+
+def _windows(rng, batch=3, steps=9):
+    """Random state windows with unit quaternions (a tilted, turned trunk)."""
+    X = rng.normal(size=(batch, steps, 37))
+    q = rng.normal(size=(batch, steps, 4))
+    X[..., 3:7] = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return X
+
+
+def test_window_rule_compares_trunk_velocities_by_their_mean():
+    """``trunk="window"`` moves the trunk's velocities from the per-step weights to the window-mean
+    weights: an oscillation about the right mean costs nothing there, a wrong mean costs what a constant
+    error of that size costs per step; other groups are unchanged."""
+    H = 8
+    w = loss_weights(H, {"joint_pos": 2.0}, "window")
+    assert w["step"].shape == (H + 1, 37) and w["window"].shape == (37,)
+    assert np.all(w["step"][:, LINVEL] == 0) and np.all(w["window"][ANGVEL] == 1) and w["step"][1, 7] == 2
+    assert np.array_equal(loss_weights(H)["step"], state_weights(H)) and not loss_weights(H)["window"].any()
+    with pytest.raises(ValueError, match="trunk loss"):
+        loss_weights(H, trunk="steps")
+    X1 = np.zeros((1, H + 1, 37), np.float32)
+    std = np.ones(37, np.float32)
+    wobble = X1.copy()
+    wobble[0, 1:, 21] = np.tile([0.3, -0.3], H // 2)  # vertical velocity oscillating about 0
+    per_step, _ = weighted_state_error(jnp.asarray(wobble), X1, std, loss_weights(H, trunk="step"))
+    window, _ = weighted_state_error(jnp.asarray(wobble), X1, std, loss_weights(H, trunk="window"))
+    assert float(per_step) > 0 and float(window) == pytest.approx(0.0, abs=1e-7)
+    offset = X1.copy()
+    offset[0, 1:, 21] = 0.3  # a constant error: the same cost under both rules
+    a, _ = weighted_state_error(jnp.asarray(offset), X1, std, loss_weights(H, trunk="step"))
+    b, _ = weighted_state_error(jnp.asarray(offset), X1, std, loss_weights(H, trunk="window"))
+    assert float(a) == pytest.approx(float(b), rel=1e-5)
+
+
+def test_reanchor_moves_a_window_to_a_start_state():
+    """A window moved to start where another state is keeps its shape: positions relative to the start
+    and velocities turned by the heading difference, joints, heights and body-frame rates untouched, and
+    row 0 becomes the start state itself. Moving a window to its own first state changes nothing."""
+    rng = np.random.default_rng(0)
+    X = _windows(rng)
+    Xj = jnp.asarray(X)
+    np.testing.assert_allclose(reanchor(Xj, Xj[:, 0]), X, atol=1e-5)
+    # the same window, turned by yaw d about the vertical and moved by (dx, dy): reanchor undoes it
+    d = rng.uniform(-3, 3, size=3)
+    qz = qyaw(d)[:, None]
+    Y = X.copy()
+    Y[..., 3:7] = qmul(np.broadcast_to(qz, X[..., 3:7].shape), X[..., 3:7])
+    rot = np.broadcast_to(qz, X[..., 3:7].shape)
+    Y[..., 0:3] = qrotate(rot, X[..., 0:3]) + np.array([1.0, -2.0, 0.0])
+    Y[..., LINVEL] = qrotate(rot, X[..., LINVEL])
+    back = np.asarray(reanchor(jnp.asarray(Y), Xj[:, 0]))
+    np.testing.assert_allclose(back[:, 1:], X[:, 1:], atol=1e-5)
+    np.testing.assert_allclose(back[:, 0], X[:, 0])
+    start = jnp.asarray(_windows(rng, steps=1)[:, 0])
+    moved = np.asarray(reanchor(Xj, start))
+    np.testing.assert_allclose(moved[:, 0], start, atol=1e-6)
+    for group in ("joint_pos", "base_angvel", "joint_vel"):
+        np.testing.assert_allclose(
+            moved[:, 1:, STATE_GROUPS[group]], X[:, 1:, STATE_GROUPS[group]], atol=1e-6
+        )
+    np.testing.assert_allclose(moved[:, 1:, 2], X[:, 1:, 2], atol=1e-6)
+    np.testing.assert_allclose(  # the path's length and the speeds are kept
+        np.linalg.norm(np.diff(moved[:, 1:, :2], axis=1), axis=-1),
+        np.linalg.norm(np.diff(X[:, 1:, :2], axis=1), axis=-1),
+        atol=1e-5,
+    )
+
+
+def test_chained_windows_start_where_the_rollout_arrived():
+    """On K·H + 1 states the loss is the mean over K windows, the second starting at the first rollout's
+    last state with the demonstration re-anchored there (a stand-in Φ that drifts 0.1 m in x per step).
+    One window of H + 1 states is the single-window loss."""
+    H, B = 4, 2
+
+    def rollout(x0, U):
+        steps = jnp.arange(1, U.shape[1] + 1, dtype=x0.dtype)[None, :, None]
+        return jnp.concatenate([x0[:, None], x0[:, None] + steps * jnp.eye(37)[0] * 0.1], axis=1)
+
+    def apply_fn(params, Xt, t, cond, train=True, rngs=None):
+        return jnp.zeros((Xt.shape[0], Xt.shape[1] - 1, 12))
+
+    X = jnp.asarray(_windows(np.random.default_rng(1), B, 2 * H + 1), jnp.float32)
+    params = {"normalizer": {"std": jnp.ones(37), "sigma": jnp.float32(1.0)}}
+    w = loss_weights(H, trunk="window")
+    key = jax.random.key(0)
+    one, _ = flow_matching_loss(apply_fn, params, rollout, X[:, : H + 1], None, key, w)
+    both, aux = flow_matching_loss(apply_fn, params, rollout, X, None, key, w)
+    assert set(aux["per_group"]) == set(STATE_GROUPS)
+    end = rollout(X[:, 0], jnp.zeros((B, H, 12)))[:, -1]  # where window 1 arrived: 0.4 m further in x
+    second = weighted_state_error(
+        rollout(end, jnp.zeros((B, H, 12))), reanchor(X[:, H:], end), jnp.ones(37), w
+    )[0]
+    assert float(both) == pytest.approx((float(one) + float(second)) / 2, rel=1e-4)
+    assert float(second) != pytest.approx(float(one), rel=1e-2)
+    # starts from rest: every sample (fraction 1) starts its first window at the standing state
+    rest = jnp.asarray(_windows(np.random.default_rng(2), 1, 1)[0, 0], jnp.float32)
+    at_rest = {**w, "rest": rest, "rest_fraction": np.float32(1.0)}
+    got, _ = flow_matching_loss(apply_fn, params, rollout, X[:, : H + 1], None, key, at_rest)
+    x_rest = jnp.broadcast_to(rest, (B, 37))
+    want = weighted_state_error(
+        rollout(x_rest, jnp.zeros((B, H, 12))), reanchor(X[:, : H + 1], x_rest), jnp.ones(37), w
+    )[0]
+    assert float(got) == pytest.approx(float(want), rel=1e-4)
+    never, _ = flow_matching_loss(apply_fn, params, rollout, X, None, key, {**at_rest, "rest_fraction": 0.0})
+    assert float(never) == pytest.approx(float(both), rel=1e-5)
+    with pytest.raises(ValueError, match="K·4 \\+ 1"):
+        flow_matching_loss(apply_fn, params, rollout, X[:, :7], None, key, w)

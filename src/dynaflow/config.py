@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynaflow.flow import TIME_DISTRIBUTIONS
+from dynaflow.flow import TIME_DISTRIBUTIONS, TRUNK_LOSSES
 from dynaflow.methods import METHOD_NAMES
 from dynaflow.robots.go2 import STATE_GROUPS
 
@@ -87,6 +87,14 @@ class FlowConfig:
     weights: dict = opt(
         "--weights", "loss weight per state group, e.g. joint_pos=2,base_quat=0.5 (unnamed groups: 1)", {}
     )
+    trunk: str = opt(
+        "--trunk-loss",
+        "compare the trunk's velocities at every step, or by their mean over the window (where the trunk "
+        "goes and turns, leaving its bobbing and rocking to the physics: for kinematic or motion-capture "
+        "data)",
+        "step",
+        choices=TRUNK_LOSSES,
+    )
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,22 @@ class TrainConfig:
         "--val-fraction", "fraction of episodes held out for validation", 0.1, ge=0.0, lt=1.0
     )
     stride: int = opt("--stride", "step between window starts", 1, ge=1)
+    chain: int = opt(
+        "--chain",
+        "windows per training sample (dynaflow): each after the first starts where the model's own rollout "
+        "arrived, as when windows are chained at generation time (for data whose start states are not "
+        "feasible: kinematic, motion capture)",
+        1,
+        ge=1,
+    )
+    rest_starts: float = opt(
+        "--rest-starts",
+        "fraction of training samples (dynaflow) whose first window starts from a settled stand, the "
+        "demonstration moved there, as generation starts (for data that never starts at rest)",
+        0.0,
+        ge=0.0,
+        le=1.0,
+    )
     steps_per_epoch: int | None = opt(
         "--steps-per-epoch", "cap on updates per epoch (default: one pass)", None, ge=1
     )
@@ -247,6 +271,11 @@ class TrainConfig:
                 raise ConfigError("flow.weights", f"group {name!r} needs a finite weight >= 0, got {value!r}")
         if self.flow.weights and all(self.flow.weights.get(g, 1.0) == 0 for g in STATE_GROUPS):
             raise ConfigError("flow.weights", "all state groups weigh 0")
+        for name, on in (("chain", self.chain > 1), ("rest_starts", self.rest_starts > 0)):
+            if on and self.method != "dynaflow":
+                raise ConfigError(
+                    name, f"{name} needs a rollout of the model's actions (dynaflow), not {self.method}"
+                )
 
 
 _GROUPS = {"model": ModelConfig, "optim": OptimConfig, "flow": FlowConfig, "sim": SimConfig, "log": LogConfig}

@@ -5,8 +5,10 @@ Small pieces with one job each (the methods in :mod:`dynaflow.methods` compose t
 * :func:`source_sample` — X0 ~ N(x0, σ²I) in normalised units, its first row pinned to x0;
 * :func:`interpolate` — X_t = t·X1 + (1 − t)·X0;
 * :func:`sample_time` — t ~ U(0, 1) or logit-normal;
-* :func:`state_weights` — W, per state group, x0 masked;
-* :func:`flow_matching_loss` — ‖W ⊙ (Φ(x0, D_θ(X_t, c, t)) − X1)‖² in normalised units;
+* :func:`state_weights` — W, per state group, x0 masked; :func:`loss_weights` adds the trunk rule;
+* :func:`flow_matching_loss` — ‖W ⊙ (Φ(x0, D_θ(X_t, c, t)) − X1)‖² in normalised units; on windows of
+  K·H + 1 states it chains K windows, each later one starting where the model's rollout arrived
+  (:func:`reanchor`);
 * :func:`integrate` — Euler steps of the velocity (Ẑ1 − Z_t)/(1 − t) from t = 0 to 1; the last step lands
   on Ẑ1 exactly.
 
@@ -24,9 +26,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynaflow.model import DEFAULT_SIGMA
-from dynaflow.robots.go2 import STATE_DIM, STATE_GROUPS
+from dynaflow.robots.go2 import LINVEL, QUAT, STATE_DIM, STATE_GROUPS
 
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
+#: How the loss compares the trunk's velocities (``base_linvel``, ``base_angvel``): ``step`` at every
+#: step like every other group; ``window`` by their mean over the window's steps 1..H, i.e. where the
+#: trunk goes and how far it turns in the window, leaving the bobbing and rocking of every step to the
+#: physics. Kinematic or motion-capture trunks glide (or move as another body moved): a physical gait's
+#: per-step trunk oscillation costs more against them than standing still does; their mean motion is
+#: what they get right.
+TRUNK_LOSSES = ("step", "window")
+TRUNK_RATE_GROUPS = ("base_linvel", "base_angvel")
 
 
 def source_sample(rng: jax.Array, x0: jax.Array, horizon: int, std: jax.Array, sigma: float) -> jax.Array:
@@ -72,6 +82,23 @@ def state_weights(horizon: int, groups: Mapping[str, float] | None = None) -> np
     return W
 
 
+def loss_weights(horizon: int, groups: Mapping[str, float] | None = None, trunk: str = "step") -> dict:
+    """The loss's weights: ``{"step": W (H+1, 37), "window": M (37,)}``. ``W`` weighs every step's squared
+    error (:func:`state_weights`); ``M`` weighs the squared error of the window mean (steps 1..H) of the
+    dimensions ``trunk="window"`` moves there (the trunk's velocities; see :data:`TRUNK_LOSSES`), which
+    then weigh 0 in ``W``. Both are runtime arrays: one compiled step serves either rule."""
+    if trunk not in TRUNK_LOSSES:
+        raise ValueError(f"trunk loss: expected one of {TRUNK_LOSSES}, got {trunk!r}")
+    W = state_weights(horizon, groups)
+    M = np.zeros(STATE_DIM, np.float32)
+    if trunk == "window":
+        for name in TRUNK_RATE_GROUPS:
+            sl = STATE_GROUPS[name]
+            M[sl] = W[1, sl]
+            W[:, sl] = 0.0
+    return {"step": W, "window": M}
+
+
 def stored_std_sigma(params: Mapping) -> tuple[jax.Array, jax.Array]:
     """The normaliser std and σ stored in a model's variables (identity and the default when absent)."""
     stored = params.get("normalizer", {}) if isinstance(params, Mapping) else {}
@@ -90,12 +117,51 @@ def noisy_states(params: Mapping, X1: jax.Array, rng: jax.Array, time_distributi
 
 
 def weighted_state_error(X_hat, X1, std, weights) -> tuple[jax.Array, dict]:
-    """mean_w w · ((X̂ − X1)/std)² and the mean squared normalised error of each state group (steps ≥ 1)."""
-    err2 = jnp.square((X_hat - X1) / std)  # (B, H+1, 37)
-    W = jnp.asarray(weights, err2.dtype)
-    loss = jnp.mean(jnp.sum(W * err2, axis=(1, 2)) / jnp.sum(W))
+    """mean_w w · ((X̂ − X1)/std)² and the mean squared normalised error of each state group (steps ≥ 1).
+
+    ``weights``: W (H+1, 37) from :func:`state_weights`, or :func:`loss_weights`' dict, whose window
+    term counts each dimension's squared error of the window mean H times (as many as a per-step term)."""
+    err = (X_hat - X1) / std  # (B, H+1, 37)
+    err2 = jnp.square(err)
+    if isinstance(weights, Mapping):
+        W = jnp.asarray(weights["step"], err2.dtype)
+        M = jnp.asarray(weights["window"], err2.dtype)
+        steps = err.shape[1] - 1
+        window = steps * jnp.sum(M * jnp.square(jnp.mean(err[:, 1:], axis=1)), axis=-1)
+        loss = jnp.mean((jnp.sum(W * err2, axis=(1, 2)) + window) / (jnp.sum(W) + steps * jnp.sum(M)))
+    else:
+        W = jnp.asarray(weights, err2.dtype)
+        loss = jnp.mean(jnp.sum(W * err2, axis=(1, 2)) / jnp.sum(W))
     per_group = {name: jnp.mean(err2[:, 1:, sl]) for name, sl in STATE_GROUPS.items()}
     return loss, {"per_group": per_group}
+
+
+def _yaw(q: jax.Array) -> jax.Array:
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return jnp.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def reanchor(X: jax.Array, x_start: jax.Array) -> jax.Array:
+    """Demonstration windows ``X`` (B, H+1, 37) moved to start at ``x_start`` (B, 37): translated in the
+    plane and turned about the vertical so their first state's position and heading are ``x_start``'s
+    (world-frame positions, orientations and linear velocities move; heights, joints and the body-frame
+    angular velocities do not), then row 0 replaced by ``x_start``. The floor is flat and level, so the
+    moved window is the same demonstration, asked of the robot from where it actually is."""
+    d = _yaw(x_start[:, QUAT]) - _yaw(X[:, 0, QUAT])
+    c, s = jnp.cos(d)[:, None], jnp.sin(d)[:, None]
+
+    def turn(v):  # (B, T, 2) rotated by d about z
+        return jnp.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]], axis=-1)
+
+    pos = turn(X[..., 0:2] - X[:, :1, 0:2]) + x_start[:, None, 0:2]
+    q = X[..., QUAT]
+    cz, sz = jnp.cos(d / 2)[:, None], jnp.sin(d / 2)[:, None]
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    quat = jnp.stack([cz * w - sz * z, cz * x - sz * y, cz * y + sz * x, cz * z + sz * w], axis=-1)
+    lin = X[..., LINVEL]
+    vel = jnp.concatenate([turn(lin[..., 0:2]), lin[..., 2:3]], axis=-1)
+    X = X.at[..., 0:2].set(pos).at[..., QUAT].set(quat).at[..., LINVEL].set(vel)
+    return X.at[:, 0].set(x_start)
 
 
 def flow_matching_loss(
@@ -105,20 +171,59 @@ def flow_matching_loss(
     X1: jax.Array,
     cond: jax.Array | None,
     rng: jax.Array,
-    weights: jax.Array | np.ndarray,
+    weights,
     time_distribution: str = "uniform",
     train: bool = True,
 ) -> tuple[jax.Array, dict]:
     """Eq. 4: E_t,X0 ‖W ⊙ (Φ(x0, D_θ(X_t, c, t)) − X1)‖², in normalised units.
 
-    ``X1`` (B, H+1, 37) are demonstration windows, ``cond`` (B, C) or None, ``weights`` (H+1, 37) from
-    :func:`state_weights`, ``rollout`` Φ. ``params`` is the model's full variable dict (its ``normalizer``
-    collection gives the std and σ). Returns the loss and per-group mean squared normalised errors."""
+    ``X1`` (B, H+1, 37) are demonstration windows, ``cond`` (B, C) or None, ``weights`` from
+    :func:`loss_weights` (or W (H+1, 37) from :func:`state_weights`), ``rollout`` Φ. ``params`` is the
+    model's full variable dict (its ``normalizer`` collection gives the std and σ). Returns the loss and
+    per-group mean squared normalised errors.
+
+    **Chained windows**: ``X1`` of K·H + 1 states (H from the weights' shape) is K consecutive windows. The
+    first starts at the demonstration's x0; each later one starts at the state the model's own rollout
+    reached (held constant for the gradient) with the demonstration :func:`reanchor`-ed there. The model
+    then learns from the states it meets when its windows are chained at generation time, where a
+    demonstration's start (its momentum in particular) is no longer given: on kinematic data, whose
+    start states carry velocities no leg produced, that is what makes it keep walking. The loss is the
+    windows' mean."""
     std, _ = stored_std_sigma(params)
-    t, Xt, k_drop = noisy_states(params, X1, rng, time_distribution)
-    U = apply_fn(params, Xt, t, cond, train=train, rngs={"dropout": k_drop} if train else None)
-    X_hat = rollout(X1[:, 0], U)
-    return weighted_state_error(X_hat, X1, std, weights)
+    W = weights["step"] if isinstance(weights, Mapping) else weights
+    horizon = W.shape[0] - 1
+    chain = (X1.shape[1] - 1) // horizon
+    if chain * horizon + 1 != X1.shape[1]:
+        raise ValueError(f"X1: expected K·{horizon} + 1 states per window, got {X1.shape[1]}")
+
+    def window(Xk, key):
+        t, Xt, k_drop = noisy_states(params, Xk, key, time_distribution)
+        U = apply_fn(params, Xt, t, cond, train=train, rngs={"dropout": k_drop} if train else None)
+        X_hat = rollout(Xk[:, 0], U)
+        loss, aux = weighted_state_error(X_hat, Xk, std, weights)
+        return loss, aux["per_group"], X_hat[:, -1]
+
+    rest = weights.get("rest") if isinstance(weights, Mapping) else None
+    if chain == 1 and rest is None:
+        loss, groups, _ = window(X1, rng)
+        return loss, {"per_group": groups}
+
+    x_first = X1[:, 0]
+    if rest is not None:  # a fraction of the samples start from rest, the demonstration moved there
+        pick = (
+            jax.random.uniform(jax.random.fold_in(rng, 0x5E57), (X1.shape[0], 1)) < weights["rest_fraction"]
+        )
+        x_first = jnp.where(pick, jnp.asarray(rest, X1.dtype)[None], x_first)
+    # one traced window scanned K times (compile time does not grow with K)
+    windows = jnp.stack([X1[:, k * horizon : (k + 1) * horizon + 1] for k in range(chain)])
+
+    def body(x0, inputs):
+        Xk, k = inputs
+        loss, groups, end = window(reanchor(Xk, x0), jax.random.fold_in(rng, k))
+        return jax.lax.stop_gradient(end), (loss, groups)
+
+    _, (losses, groups) = jax.lax.scan(body, x_first, (windows, jnp.arange(chain)))
+    return jnp.mean(losses), {"per_group": jax.tree.map(jnp.mean, groups)}
 
 
 def integrate(predict: Callable, Z0: jax.Array, ode_steps: int):

@@ -59,7 +59,7 @@ from dynaflow.data import (
     window_index,
 )
 from dynaflow.fileio import atomic_write, check_output
-from dynaflow.flow import state_weights, trajectory_errors
+from dynaflow.flow import loss_weights, trajectory_errors
 from dynaflow.methods import build_model, get_method
 from dynaflow.model import set_normalizer
 from dynaflow.physics import Rollout, create_go2_rollout
@@ -104,14 +104,22 @@ class TrainState:
 # Optimiser: hyperparameters as arrays, so they are arguments of the compiled step
 
 
-def hyperparameters(config: TrainConfig, total_steps: int) -> dict[str, np.ndarray]:
+def hyperparameters(
+    config: TrainConfig, total_steps: int, rest_state: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The step's runtime numbers: peak lr, warmup and decay lengths (updates), weight decay, clipping,
-    EMA decay and the loss weights W (H+1, 37)."""
+    EMA decay and the loss weights (:func:`~dynaflow.flow.loss_weights`; with ``--rest-starts``, also
+    the standing state ``rest_state`` and the fraction)."""
     warmup = config.optim.warmup_steps
     if warmup is None:
         warmup = min(1000, max(1, total_steps // 20))
     warmup = max(0, min(warmup, total_steps - 1))
     f = np.float32
+    weights = loss_weights(config.horizon, config.flow.weights, config.flow.trunk)
+    if config.rest_starts > 0:
+        if rest_state is None:
+            raise ValueError("--rest-starts needs the standing state to start from (rest_state)")
+        weights.update(rest=np.asarray(rest_state, f), rest_fraction=f(config.rest_starts))
     return {
         "lr": f(config.optim.lr),
         "warmup": f(warmup),
@@ -119,7 +127,7 @@ def hyperparameters(config: TrainConfig, total_steps: int) -> dict[str, np.ndarr
         "weight_decay": f(config.optim.weight_decay),
         "grad_clip": f(config.optim.grad_clip),
         "ema_decay": f(config.optim.ema_decay),
-        "weights": state_weights(config.horizon, config.flow.weights),
+        "weights": weights,
         "randomise": f(config.sim.randomise),
     }
 
@@ -301,11 +309,12 @@ def prepare_data(
             "(dynaflow and state-fm need states only)"
         )
     train_eps, val_eps = split_episodes(dataset, config.val_fraction, config.seed)
-    train_idx = window_index(dataset, train_eps, config.horizon, config.stride)
-    val_idx = window_index(dataset, val_eps, config.horizon, config.stride)
+    span = config.horizon * config.chain  # a training sample: `chain` windows of H steps
+    train_idx = window_index(dataset, train_eps, span, config.stride)
+    val_idx = window_index(dataset, val_eps, span, config.stride)
     if len(train_idx) < config.batch:
         raise ValueError(
-            f"{dataset.source}: {len(train_idx)} training windows of {config.horizon + 1} states, fewer than "
+            f"{dataset.source}: {len(train_idx)} training windows of {span + 1} states, fewer than "
             f"--batch {config.batch}; use a smaller --batch or --stride, or more data"
         )
     if normalizer is None:
@@ -323,7 +332,7 @@ def _batch(data: RunData, rows: np.ndarray, config: TrainConfig, sharding):
     """(X1, cond, A1) of the global batch ``rows`` on the devices; A1 (recorded actions) only for the
     methods that learn from them. Each process gathers and uploads only its own block of the rows."""
     mine = distributed.local_rows(rows)
-    X, c = gather_windows(data.dataset, mine, config.horizon)
+    X, c = gather_windows(data.dataset, mine, config.horizon * config.chain)
     A = (
         gather_actions(data.dataset, mine, config.horizon)
         if get_method(config.method).needs_actions
@@ -584,7 +593,12 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    hyper = hyperparameters(config, steps_per_epoch * config.epochs)
+    rest = None
+    if config.rest_starts > 0:
+        from dynaflow.data.sources.gaits import start_state
+
+        rest = start_state(rollout)
+    hyper = hyperparameters(config, steps_per_epoch * config.epochs, rest)
 
     params = variables["params"]
     state = TrainState(
@@ -763,7 +777,7 @@ class Validation:
             losses.append(float(loss) * n)
             X_gen, _ = self.sampler(variables, Xs[:, 0], cs, k, jnp.float32(config.flow.sigma))
             gens.append(distributed.to_host(X_gen)[:n])
-            refs.append(X1[:n])
+            refs.append(X1[:n, : config.horizon + 1])  # TRE of the first window (chains start there)
         out = {"val_loss": float(np.sum(losses) / len(data.val_idx))}
         tre = trajectory_errors(np.concatenate(gens), np.concatenate(refs), data.normalizer.std)
         out.update({f"val_{k}": v for k, v in tre.items()})
