@@ -9,6 +9,15 @@ gait) and ``DIR/demo.json`` (the figures, the timings and the machine).
 The budget is split in fixed shares; the training stages stop on wall time (the step count they reach
 depends on the machine and is reported). ``--budget-minutes`` below 5 switches to a reduced mode (a
 smaller model, shorter motions, small videos) that still runs every stage: the tests use it.
+
+``--data`` trains on demonstrations from elsewhere: motion clips imported with ``dynaflow data import``
+or kinematic data from ``dynaflow data kinematic``. Such states were not produced by a Go2 in our
+simulator, so the demo trains them with the recipe for infeasible demonstrations (:data:`EXTERNAL_RECIPE`:
+physical std floors, the trunk's velocities compared by their window means, chained windows, some
+starts from rest), and the
+generation stage scores every clip under its own conditioning (:mod:`dynaflow.evaluate.clips`), with a
+video per clip that shows the clip as a ghost. The transfer stage runs when the data has the gait
+library's conditioning (its commands are the gait library's).
 """
 
 from __future__ import annotations
@@ -29,6 +38,10 @@ from dynaflow.jsonio import dumps
 GAIT_COMMANDS = EVAL_COMMANDS  # (vx, vy, yaw rate) per gait
 WALK_CHECK = ("trot", (0.5, 0.0, 0.0))  # the demo's model must walk: upright, >= half this distance
 TRANSFER_VIDEO = ("closed", "push 30 N", "trot")  # the perturbed run the demo renders
+#: How the demo trains on demonstrations that are not the bundled (simulated, feasible) ones: states no Go2
+#: produced (README: From motion capture, where each part is measured).
+EXTERNAL_RECIPE = {"std_floor": "physical", "trunk": "window", "chain": 2, "rest_starts": 0.25}
+MAX_CLIP_VIDEOS = 6
 
 
 _CPU = PRESETS["cpu"]  # the demo trains at `dynaflow train --preset cpu`'s settings
@@ -47,6 +60,8 @@ class DemoSettings:
     ema_decay: float = _CPU["ema_decay"]
     steps_per_epoch: int = _CPU["steps_per_epoch"]
     val_windows: int = _CPU["val_windows"]
+    max_clips: int = 16  # clips (episodes) scored on --data; evenly spaced over a larger dataset
+    clip_seeds: int = 2
     dynaflow_share: float = 0.58  # of the budget, compile included
     state_fm_share: float = 0.08
     seconds: float = 10.0  # generated motion per gait command
@@ -72,6 +87,8 @@ def settings_for(budget_minutes: float) -> DemoSettings:
         steps_per_epoch=20,
         val_windows=16,
         seconds=1.0,
+        max_clips=2,
+        clip_seeds=1,
         eval_samples=8,
         eval_batch=8,
         long_per_gait=1,
@@ -137,10 +154,22 @@ def _machine() -> str:
 
 
 def _train(
-    method: str, data: Path, out: Path, settings: DemoSettings, budget_s: float, seed: int, rollout, bar
+    method: str,
+    data: Path,
+    out: Path,
+    settings: DemoSettings,
+    budget_s: float,
+    seed: int,
+    rollout,
+    bar,
+    recipe: dict | None = None,
 ) -> dict:
     from dynaflow.train import TrainConfig, train
 
+    recipe = dict(recipe or {})
+    if method != "dynaflow":  # chains and starts from rest need actions to roll out
+        recipe.pop("chain", None)
+        recipe.pop("rest_starts", None)
     config = TrainConfig.from_flat(
         **{
             **_CPU,
@@ -162,6 +191,7 @@ def _train(
                 val_windows=settings.val_windows,
                 time_budget_s=budget_s,
             ),
+            **recipe,
         }
     )
     t0 = time.perf_counter()
@@ -277,6 +307,36 @@ def _transfer(
     return result, str(path.relative_to(out))
 
 
+def _generate_clips(
+    policy, data: Path, ds, settings: DemoSettings, seed: int, bar, out: Path
+) -> tuple[dict, dict]:
+    """Every clip of ``data`` under its own conditioning (:func:`~dynaflow.evaluate.clips.clip_suite`), and a
+    video of the first clips with the clip as a ghost."""
+    from dynaflow.evaluate.clips import clip_suite, clips_of, read_summary
+    from dynaflow.render import render_motion
+
+    clips = clips_of(ds, read_summary(data), settings.max_clips)
+    keep = [c.name for c in clips[:MAX_CLIP_VIDEOS]]
+    result = clip_suite(
+        policy,
+        clips,
+        seconds=settings.seconds,
+        seeds=settings.clip_seeds,
+        seed=seed,
+        keep=keep,
+        log=lambda m: bar.update(0.5, m),
+    )
+    videos = {}
+    n = int(round(settings.video_seconds / policy.rollout.ctrl_dt)) + 1
+    for name, (X, ghost) in result.pop("kept").items():
+        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+        path = out / "videos" / f"{policy.method}_clip_{slug}.mp4"
+        w, h = settings.video_size
+        render_motion(X[:n], path, ghost=ghost[:n], width=w, height=h, fast=True)
+        videos[f"clip {name}"] = str(path.relative_to(out))
+    return result, videos
+
+
 def _generation_section(rows: list[dict]) -> dict:
     def yes(v):
         return "n/a" if v is None else ("yes" if v else "no")
@@ -325,8 +385,8 @@ def run_demo(
     data: str | Path | None = None,
 ) -> dict:
     """Run the demo into ``out``; returns (and writes to ``out/demo.json``) its figures. ``data``: train
-    and evaluate on this gait-conditioned NPZ instead of the bundled one (e.g. kinematic demonstrations
-    made by ``dynaflow data kinematic``: the kinematic-demonstration experiment)."""
+    and evaluate on this NPZ instead of the bundled one (imported clips, kinematic demonstrations), as
+    infeasible demonstrations (module docstring)."""
     from dynaflow.evaluate import evaluate_report
     from dynaflow.physics import create_go2_rollout
     from dynaflow.policy import DynaFlowPolicy
@@ -340,25 +400,33 @@ def run_demo(
     t0 = time.perf_counter()
     stages = ["train dynaflow", "train state-fm", "generate", "transfer", "evaluate", "report"]
     bar = StageBar(stages, budget)
-    data = Path(data) if data is not None else bundled_dataset()
+    bundled = data is None or Path(data).resolve() == bundled_dataset().resolve()
+    data = bundled_dataset() if data is None else Path(data)
     ds = load_dataset(data)
-    if ds.cond_dim != COND_DIM:
-        raise ValueError(
-            f"{data}: key 'conditionings': the demo needs the gait library's {COND_DIM}-D conditioning "
-            f"(vx, vy, yaw rate, gait one-hot), got {ds.cond_dim}"
-        )
+    gait_layout = ds.cond_dim == COND_DIM
+    if bundled and not gait_layout:
+        raise ValueError(f"{data}: key 'conditionings': expected the gait library's {COND_DIM}-D layout")
     print(
-        f"DynaFlow demo: {ds.num_episodes} gait episodes ({data.name}), budget {budget_minutes:g} min"
+        f"DynaFlow demo: {ds.num_episodes} episodes ({data.name}"
+        f"{'' if bundled else ', trained as infeasible demonstrations'}), budget {budget_minutes:g} min"
         f"{' (reduced mode)' if budget_minutes < 5 else ''}, output in {out}/",
         file=sys.stderr,
     )
     rollout = create_go2_rollout()
-    summary: dict = {"budget_minutes": budget_minutes, "seed": seed, "settings": asdict(settings)}
+    recipe = {} if bundled else dict(EXTERNAL_RECIPE)
+    if not bundled and ds.num_episodes < 10:
+        recipe["val_fraction"] = 0.0  # a few clips: train on every one (each is scored clip by clip)
+    summary: dict = {
+        "budget_minutes": budget_minutes,
+        "seed": seed,
+        "settings": asdict(settings),
+        "data": {"path": str(data), "bundled": bundled, "episodes": ds.num_episodes, "recipe": recipe},
+    }
 
     runs = {}
     for name, share in (("dynaflow", settings.dynaflow_share), ("state-fm", settings.state_fm_share)):
         bar.start(f"train {name}")
-        runs[name] = _train(name, data, out, settings, share * budget, seed, rollout, bar)
+        runs[name] = _train(name, data, out, settings, share * budget, seed, rollout, bar, recipe)
         r = runs[name]
         bar.done(
             f"trained {name}: {r['steps']} steps in {r['seconds']:.0f} s, val TRE "
@@ -368,37 +436,55 @@ def run_demo(
 
     bar.start("generate")
     policy = DynaFlowPolicy.from_checkpoint(runs["dynaflow"]["run_dir"], rollout=rollout)
-    rows, videos, plans = _generate(policy, settings, seed, bar, out)
-    summary["generation"] = rows
-    walk = next(r for r in rows if r["gait"] == WALK_CHECK[0] and tuple(r["command"]) == WALK_CHECK[1])
-    walks = (
-        bool(walk["replay_same_upright"])
-        and walk["replay_same_forward_m"] >= 0.5 * walk["commanded_forward_m"]
-    )
-    summary["walk_check"] = {**walk, "passed": walks}
-    bar.done(
-        f"generated {len(rows)} motions of {settings.seconds:g} s; trot 0.5 m/s replayed in MuJoCo C: "
-        f"{walk['replay_same_forward_m']:.2f} m of {walk['commanded_forward_m']:.2f} m commanded, upright "
-        f"{walk['replay_same_upright']}"
-    )
+    sections, plans, videos = [], None, {}
+    if bundled:
+        rows, videos, plans = _generate(policy, settings, seed, bar, out)
+        summary["generation"] = rows
+        sections.append(_generation_section(rows))
+        walk = next(r for r in rows if r["gait"] == WALK_CHECK[0] and tuple(r["command"]) == WALK_CHECK[1])
+        walks = (
+            bool(walk["replay_same_upright"])
+            and walk["replay_same_forward_m"] >= 0.5 * walk["commanded_forward_m"]
+        )
+        summary["walk_check"] = {**walk, "passed": walks}
+        bar.done(
+            f"generated {len(rows)} motions of {settings.seconds:g} s; trot 0.5 m/s replayed in MuJoCo C: "
+            f"{walk['replay_same_forward_m']:.2f} m of {walk['commanded_forward_m']:.2f} m commanded, "
+            f"upright {walk['replay_same_upright']}"
+        )
+    else:
+        from dynaflow.evaluate.clips import clip_section
+
+        clip_result, videos = _generate_clips(policy, data, ds, settings, seed, bar, out)
+        summary["clips"] = {k: clip_result[k] for k in ("cells", "summary", "seconds", "fidelity")}
+        sections.append(clip_section(clip_result, "DynaFlow"))
+        a = clip_result["summary"]["all"]
+        bar.done(
+            f"generated {len(clip_result['summary']['clips'])} clips x {settings.clip_seeds} seeds of "
+            f"{settings.seconds:g} s: {100 * a['upright']:.0f} % upright in the reference simulator"
+        )
 
     bar.start("transfer")
-    transfer, transfer_video = _transfer(policy, settings, seed, plans, bar, out)
-    if transfer_video:
-        videos["transfer"] = transfer_video
-    summary["transfer"] = {k: transfer[k] for k in ("summary", "timing_s", "replan_every", "seconds")}
-    t_open = transfer["summary"].get("open", {}).get("all", {})
-    t_closed = transfer["summary"].get("closed", {}).get("all", {})
-    bar.done(
-        f"transfer: {100 * t_open.get('upright', float('nan')):.0f} % of open-loop and "
-        f"{100 * t_closed.get('upright', float('nan')):.0f} % of closed-loop runs upright in "
-        f"{len(transfer['perturbations'])} worlds"
-    )
+    if gait_layout:
+        transfer, transfer_video = _transfer(policy, settings, seed, plans, bar, out)
+        if transfer_video:
+            videos["transfer"] = transfer_video
+        summary["transfer"] = {k: transfer[k] for k in ("summary", "timing_s", "replan_every", "seconds")}
+        t_open = transfer["summary"].get("open", {}).get("all", {})
+        t_closed = transfer["summary"].get("closed", {}).get("all", {})
+        bar.done(
+            f"transfer: {100 * t_open.get('upright', float('nan')):.0f} % of open-loop and "
+            f"{100 * t_closed.get('upright', float('nan')):.0f} % of closed-loop runs upright in "
+            f"{len(transfer['perturbations'])} worlds"
+        )
+    else:
+        transfer = None
+        bar.done("transfer: skipped (the suite's commands are the gait library's; this data has its own)")
 
     bar.start("evaluate")
     provenance = {
         "command": f"dynaflow demo --out {out} --budget-minutes {budget_minutes:g} --seed {seed}"
-        + ("" if data == bundled_dataset() else f" --data {data}"),
+        + ("" if bundled else f" --data {data}"),
         "dataset": str(data),
         "seeds": {"training": seed, "evaluation": seed},
         "machine": _machine(),
@@ -418,8 +504,8 @@ def run_demo(
         out,
         provenance,
         log=log,
-        sections=[_generation_section(rows)],
-        transfer_results={"dynaflow": transfer},
+        sections=sections,
+        transfer_results=None if transfer is None else {"dynaflow": transfer},
         extra_videos={"dynaflow": list(videos.values())},
         num_samples=settings.eval_samples,
         batch=settings.eval_batch,
@@ -444,7 +530,7 @@ def run_demo(
 def print_summary(summary: dict, out: Path) -> None:
     """Where everything is, and the headline figures."""
     m = summary["metrics"]
-    w = summary["walk_check"]
+    w = summary.get("walk_check")
     print(f"\nDynaFlow demo finished in {summary['wall_seconds'] / 60:.1f} min on {summary['machine']}")
     for name, r in summary["training"].items():
         print(
@@ -458,11 +544,24 @@ def print_summary(summary: dict, out: Path) -> None:
             + ("n/a" if sae is None else f"{sae:.1e}")
             + f", foot penetration max {100 * mm['foot_penetration_max']:.1f} cm"
         )
-    print(
-        f"  walk check (trot 0.5 m/s, {w['seconds']:.0f} s, replayed open loop in MuJoCo C): "
-        f"{w['replay_same_forward_m']:.2f} m forward of {w['commanded_forward_m']:.2f} m commanded, upright "
-        f"{w['replay_same_upright']} -> {'PASSED' if w['passed'] else 'FAILED'}"
-    )
+    if w is not None:
+        print(
+            f"  walk check (trot 0.5 m/s, {w['seconds']:.0f} s, replayed open loop in MuJoCo C): "
+            f"{w['replay_same_forward_m']:.2f} m forward of {w['commanded_forward_m']:.2f} m commanded, "
+            f"upright {w['replay_same_upright']} -> {'PASSED' if w['passed'] else 'FAILED'}"
+        )
+    clips = summary.get("clips")
+    if clips is not None:
+        a = clips["summary"]["all"]
+
+        def pct(v):
+            return "n/a" if v is None else f"{100 * v:.0f} %"
+
+        print(
+            f"  clips ({a['runs']} runs of {clips['seconds']:g} s from a stand, {clips['fidelity']}): "
+            f"upright {pct(a['upright'])}, speed {pct(a['speed_ok'])}, direction {pct(a['direction_ok'])}, "
+            f"turns {pct(a['turn_ok'])}, style {pct(a['style_ok'])}, contact pattern {pct(a['contacts_ok'])}"
+        )
     t = {k: v["all"] for k, v in summary.get("transfer", {}).get("summary", {}).items()}
     if t:
         runs = ", ".join(f"{k} loop {100 * v['upright']:.0f} % of {v['runs']} upright" for k, v in t.items())

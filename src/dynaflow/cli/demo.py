@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--data",
         default=None,
-        help="a gait-conditioned NPZ instead of the bundled data (e.g. from `dynaflow data kinematic`)",
+        help="demonstrations from elsewhere instead of the bundled data: clips from `dynaflow data "
+        "import` or kinematic data from `dynaflow data kinematic`, trained with the recipe for infeasible "
+        "demonstrations and scored clip by clip (README: From motion capture)",
     )
     p.set_defaults(func=run)
 
