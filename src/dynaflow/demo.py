@@ -453,11 +453,17 @@ def run_demo(
             f"upright {walk['replay_same_upright']}"
         )
     else:
-        from dynaflow.evaluate.clips import clip_section
+        from dynaflow.evaluate.clips import clip_section, clip_suite, clips_of, read_summary
 
         clip_result, videos = _generate_clips(policy, data, ds, settings, seed, bar, out)
         summary["clips"] = {k: clip_result[k] for k in ("cells", "summary", "seconds", "fidelity")}
         sections.append(clip_section(clip_result, "DynaFlow"))
+        baseline = DynaFlowPolicy.from_checkpoint(runs["state-fm"]["run_dir"], rollout=rollout)
+        clips = clips_of(ds, read_summary(data), settings.max_clips)
+        side = clip_suite(baseline, clips, seconds=settings.seconds, seeds=settings.clip_seeds, seed=seed)
+        side.pop("kept")
+        summary["clips_state_fm"] = {k: side[k] for k in ("cells", "summary", "seconds", "fidelity")}
+        sections.append(clip_section(side, "state-fm"))
         a = clip_result["summary"]["all"]
         bar.done(
             f"generated {len(clip_result['summary']['clips'])} clips x {settings.clip_seeds} seeds of "
