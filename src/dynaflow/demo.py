@@ -414,8 +414,15 @@ def run_demo(
     )
     rollout = create_go2_rollout()
     recipe = {} if bundled else dict(EXTERNAL_RECIPE)
-    if not bundled and ds.num_episodes < 10:
-        recipe["val_fraction"] = 0.0  # a few clips: train on every one (each is scored clip by clip)
+    if not bundled:
+        from dynaflow.evaluate.clips import read_summary
+
+        clips = (read_summary(data) or {}).get("clips")
+        if ds.num_episodes < 10 or isinstance(clips, list):
+            # imported clips (each its own style) or a handful of episodes: train on every one (each is
+            # scored clip by clip; a held-out clip's style would never be seen, and `best` would be
+            # picked on it)
+            recipe["val_fraction"] = 0.0
     summary: dict = {
         "budget_minutes": budget_minutes,
         "seed": seed,
