@@ -25,29 +25,18 @@ from dynaflow.data.sources.clips import (
     AMP,
     AMP_WIDTH,
     feet_in_body,
-    feet_in_world,
     load_profile,
     read_clip,
     retarget,
 )
 from dynaflow.data.sources.gaits import heading_velocity
-from dynaflow.robots.go2 import FOOT_RADIUS, LEGS
-
-PAIRS = {"diagonal": ((0, 3), (1, 2)), "lateral": ((0, 2), (1, 3))}  # FL FR RL RR indices
+from dynaflow.evaluate.clips import foot_contacts, pair_correlations
+from dynaflow.robots.go2 import LEGS
 
 
 def contact_correlations(states: np.ndarray, threshold: float = 0.015) -> dict[str, list[float]]:
-    bottoms = feet_in_world(states[:, :19])[..., 2] - FOOT_RADIUS
-    contact = (bottoms < threshold).astype(float)
-    out = {}
-    for name, pairs in PAIRS.items():
-        vals = []
-        for a, b in pairs:
-            ok = contact[:, a].std() > 0 and contact[:, b].std() > 0
-            vals.append(float(np.corrcoef(contact[:, a], contact[:, b])[0, 1]) if ok else float("nan"))
-        out[name] = vals
-    out["duty_FL_FR_RL_RR"] = contact.mean(axis=0).round(3).tolist()
-    return out
+    contact = foot_contacts(states, threshold)
+    return {**pair_correlations(contact), "duty_FL_FR_RL_RR": contact.mean(axis=0).round(3).tolist()}
 
 
 def amp_checks(path: str, profile) -> dict | None:

@@ -46,6 +46,8 @@ __all__ = [
     "clip_suite",
     "clips_of",
     "contact_pattern",
+    "foot_contacts",
+    "pair_correlations",
     "style_error",
     "summarise_clips",
 ]
@@ -94,23 +96,38 @@ def read_summary(data: str | Path) -> dict | None:
     return out if isinstance(out, dict) else None
 
 
-def contact_pattern(X: np.ndarray, height: float = CONTACT_HEIGHT) -> dict[str, float]:
-    """Mean correlation of the contact signals of the diagonal and of the lateral leg pairs, and the duty
-    factor of each foot, for states ``(T, 37)`` (Go2 forward kinematics; NaN where a foot never changes)."""
+PAIRS = {"diagonal": ((0, 3), (1, 2)), "lateral": ((0, 2), (1, 3))}  # leg indices in FL FR RL RR
+
+
+def foot_contacts(X: np.ndarray, height: float = CONTACT_HEIGHT) -> np.ndarray:
+    """Contact signals ``(T, 4)`` (1.0 when a foot's bottom is within ``height`` of the floor) of states
+    ``(T, 37)``, from the Go2's forward kinematics (the legs in FL FR RL RR order)."""
     from dynaflow.data.sources.clips import feet_in_world
 
     bottoms = feet_in_world(np.asarray(X, np.float64)[:, :19])[..., 2] - FOOT_RADIUS
-    contact = (bottoms < height).astype(float)
+    return (bottoms < height).astype(float)
+
+
+def pair_correlations(contact: np.ndarray) -> dict[str, list[float]]:
+    """Correlations of the contact signals of each diagonal and each lateral leg pair (NaN where a foot's
+    signal never changes)."""
 
     def corr(a: int, b: int) -> float:
         if contact[:, a].std() == 0 or contact[:, b].std() == 0:
             return float("nan")
         return float(np.corrcoef(contact[:, a], contact[:, b])[0, 1])
 
-    with np.errstate(invalid="ignore"):  # FL FR RL RR
-        diagonal = float(np.nanmean([corr(0, 3), corr(1, 2)])) if contact.std() > 0 else float("nan")
-        lateral = float(np.nanmean([corr(0, 2), corr(1, 3)])) if contact.std() > 0 else float("nan")
-    return {"diagonal": diagonal, "lateral": lateral, "duty": contact.mean(axis=0).round(3).tolist()}
+    return {name: [corr(a, b) for a, b in pairs] for name, pairs in PAIRS.items()}
+
+
+def contact_pattern(X: np.ndarray, height: float = CONTACT_HEIGHT) -> dict:
+    """Mean correlation of the contact signals of the diagonal and of the lateral leg pairs (NaN where no
+    pair's feet both change), and the duty factor of each foot, for states ``(T, 37)``."""
+    contact = foot_contacts(X, height)
+    pairs = pair_correlations(contact)
+    out = {name: _nanmean(values) for name, values in pairs.items()}
+    out["duty"] = contact.mean(axis=0).round(3).tolist()
+    return out
 
 
 def style_error(X: np.ndarray, clip: np.ndarray) -> float:
