@@ -244,6 +244,10 @@ def test_chained_windows_reach_the_loss_and_validation_scores_the_first(small_co
     assert "rest" not in hyperparameters(small_config(), 10)["weights"]  # off: the step has no rest path
     with pytest.raises(ValueError, match="standing state"):
         hyperparameters(cfg, 10)
+    from dynaflow.train import train
+
+    with pytest.raises(ConfigError, match="rest_state"):  # the standing state is the caller's to give
+        train(cfg, progress=False)
     for flag in ("chain", "rest_starts"):
         with pytest.raises(ConfigError, match=flag):
             TrainConfig.from_flat(method="state-fm", **{flag: 2 if flag == "chain" else 0.5}).validate()

@@ -204,7 +204,11 @@ def _train(
             note += f", val TRE {record['val_tre']:.3f}"
         bar.update((time.perf_counter() - t0) / budget_s, note)
 
-    result = train(config, progress=False, rollout=rollout, hook=hook, overwrite=True)  # the demo's own runs
+    from dynaflow.data.sources.gaits import start_state
+
+    result = train(  # the demo's own runs; starts from rest where generation starts
+        config, progress=False, rollout=rollout, hook=hook, overwrite=True, rest_state=start_state
+    )
     first = result.history[0] if result.history else {}
     val = [r for r in result.history if "val_tre" in r]
     return {

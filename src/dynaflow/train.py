@@ -533,12 +533,15 @@ def train(
     rollout: Rollout | None = None,
     hook: Callable[[dict], None] | None = None,
     overwrite: bool = False,
+    rest_state: Callable[[Rollout], np.ndarray] | None = None,
 ) -> TrainResult:
     """Run (or resume) training; checkpoints and ``metrics.jsonl`` go to ``config.log.save_dir``.
 
     ``resume`` is a checkpoint directory (or a run directory, whose ``last`` checkpoint is used). A
     ``save_dir`` that already holds a run is refused unless this is a resume or ``overwrite`` is set.
-    ``hook`` is called with every record written to ``metrics.jsonl`` (progress displays)."""
+    ``hook`` is called with every record written to ``metrics.jsonl`` (progress displays).
+    ``rest_state(rollout)``: the standing state that ``--rest-starts`` starts from (required with it;
+    the CLI and the demo give :func:`dynaflow.data.sources.gaits.start_state`, where generation starts)."""
     t_start = time.perf_counter()
     config.validate()
     if config.data is None and dataset is None:
@@ -595,9 +598,11 @@ def train(
         total_steps = min(total_steps, config.max_steps)
     rest = None
     if config.rest_starts > 0:
-        from dynaflow.data.sources.gaits import start_state
-
-        rest = start_state(rollout)
+        if rest_state is None:
+            raise ConfigError(
+                "rest_starts", "needs rest_state, the standing state to start from (e.g. gaits.start_state)"
+            )
+        rest = np.asarray(rest_state(rollout), np.float32)
     hyper = hyperparameters(config, steps_per_epoch * config.epochs, rest)
 
     params = variables["params"]

@@ -188,7 +188,11 @@ def run(args: argparse.Namespace) -> int:
             "--data overrides)",
             file=sys.stderr,
         )
-    result = train(config, resume=resume, progress=not args.quiet, overwrite=args.overwrite)
+    from dynaflow.data.sources.gaits import start_state
+
+    result = train(
+        config, resume=resume, progress=not args.quiet, overwrite=args.overwrite, rest_state=start_state
+    )
     steps = int(result.state.step)
     if jax.process_index() == 0:
         saved = ", ".join(sorted(result.saved, key=lambda n: (n.startswith("epoch_"), n))) or "none"
