@@ -408,6 +408,11 @@ def run_demo(
     data = bundled_dataset() if data is None else Path(data)
     ds = load_dataset(data)
     gait_layout = ds.cond_dim == COND_DIM
+    if not bundled and gait_layout:  # 4 clip styles also make 7 numbers: the import summary names them
+        from dynaflow.evaluate.clips import read_summary
+
+        names = (read_summary(data) or {}).get("conditioning") or []
+        gait_layout = not any(str(n).startswith("style_") for n in names)
     if bundled and not gait_layout:
         raise ValueError(f"{data}: key 'conditionings': expected the gait library's {COND_DIM}-D layout")
     print(
@@ -551,7 +556,9 @@ def print_summary(summary: dict, out: Path) -> None:
     print(f"\nDynaFlow demo finished in {summary['wall_seconds'] / 60:.1f} min on {summary['machine']}")
     for name, r in summary["training"].items():
         print(
-            f"  {name:9s} {r['steps']:5d} training steps, val TRE {r['val_tre_final']:.3f}  ({r['run_dir']})"
+            f"  {name:9s} {r['steps']:5d} training steps, val TRE "
+            + ("n/a (no validation split)" if r["val_tre_final"] is None else f"{r['val_tre_final']:.3f}")
+            + f"  ({r['run_dir']})"
         )
     for name in m:
         mm = m[name]
