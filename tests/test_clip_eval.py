@@ -18,6 +18,7 @@ from dynaflow.evaluate.clips import (
     clip_suite,
     clips_of,
     contact_pattern,
+    read_summary,
     style_error,
 )
 
@@ -134,7 +135,8 @@ def test_demo_scores_imported_clips_with_ghost_videos(policy, tmp_path, capsys):
     capsys.readouterr()
     settings = settings_for(1.0)
     bar = StageBar(["generate"], 60.0)
-    result, videos = _generate_clips(policy, data, load_dataset(data), settings, 0, bar, tmp_path / "out")
+    clips = clips_of(load_dataset(data), read_summary(data), settings.max_clips)
+    result, videos = _generate_clips(policy, clips, settings, 0, bar, tmp_path / "out")
     assert [c["clip"] for c in result["cells"]] == ["trot_straight", "trot_turning"]
     assert result["cells"][1]["clip_speed"][2] > 0.3  # the turning clip's own yaw rate
     assert set(videos) == {"clip trot_straight", "clip trot_turning"}

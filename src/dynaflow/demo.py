@@ -312,14 +312,13 @@ def _transfer(
 
 
 def _generate_clips(
-    policy, data: Path, ds, settings: DemoSettings, seed: int, bar, out: Path
+    policy, clips: list, settings: DemoSettings, seed: int, bar, out: Path
 ) -> tuple[dict, dict]:
-    """Every clip of ``data`` under its own conditioning (:func:`~dynaflow.evaluate.clips.clip_suite`), and a
-    video of the first clips with the clip as a ghost."""
-    from dynaflow.evaluate.clips import clip_suite, clips_of, read_summary
+    """Every clip under its own conditioning (:func:`~dynaflow.evaluate.clips.clip_suite`), and a video of
+    the first clips with the clip as a ghost."""
+    from dynaflow.evaluate.clips import clip_suite
     from dynaflow.render import render_motion
 
-    clips = clips_of(ds, read_summary(data), settings.max_clips)
     keep = [c.name for c in clips[:MAX_CLIP_VIDEOS]]
     result = clip_suite(
         policy,
@@ -407,11 +406,14 @@ def run_demo(
     bundled = data is None or Path(data).resolve() == bundled_dataset().resolve()
     data = bundled_dataset() if data is None else Path(data)
     ds = load_dataset(data)
-    gait_layout = ds.cond_dim == COND_DIM
-    if not bundled and gait_layout:  # 4 clip styles also make 7 numbers: the import summary names them
+    import_summary: dict = {}
+    if not bundled:
         from dynaflow.evaluate.clips import read_summary
 
-        names = (read_summary(data) or {}).get("conditioning") or []
+        import_summary = read_summary(data) or {}
+    gait_layout = ds.cond_dim == COND_DIM
+    if gait_layout:  # 4 clip styles also make 7 numbers: the import summary names them
+        names = import_summary.get("conditioning") or []
         gait_layout = not any(str(n).startswith("style_") for n in names)
     if bundled and not gait_layout:
         raise ValueError(f"{data}: key 'conditionings': expected the gait library's {COND_DIM}-D layout")
@@ -424,10 +426,7 @@ def run_demo(
     rollout = create_go2_rollout()
     recipe = {} if bundled else dict(EXTERNAL_RECIPE)
     if not bundled:
-        from dynaflow.evaluate.clips import read_summary
-
-        clips = (read_summary(data) or {}).get("clips")
-        if ds.num_episodes < 10 or isinstance(clips, list):
+        if ds.num_episodes < 10 or isinstance(import_summary.get("clips"), list):
             # imported clips (each its own style) or a handful of episodes: train on every one (each is
             # scored clip by clip; a held-out clip's style would never be seen, and `best` would be
             # picked on it)
@@ -469,13 +468,13 @@ def run_demo(
             f"upright {walk['replay_same_upright']}"
         )
     else:
-        from dynaflow.evaluate.clips import clip_section, clip_suite, clips_of, read_summary
+        from dynaflow.evaluate.clips import clip_section, clip_suite, clips_of
 
-        clip_result, videos = _generate_clips(policy, data, ds, settings, seed, bar, out)
+        clips = clips_of(ds, import_summary, settings.max_clips)
+        clip_result, videos = _generate_clips(policy, clips, settings, seed, bar, out)
         summary["clips"] = {k: clip_result[k] for k in ("cells", "summary", "seconds", "fidelity")}
         sections.append(clip_section(clip_result, "DynaFlow"))
         baseline = DynaFlowPolicy.from_checkpoint(runs["state-fm"]["run_dir"], rollout=rollout)
-        clips = clips_of(ds, read_summary(data), settings.max_clips)
         side = clip_suite(baseline, clips, seconds=settings.seconds, seeds=settings.clip_seeds, seed=seed)
         side.pop("kept")
         summary["clips_state_fm"] = {k: side[k] for k in ("cells", "summary", "seconds", "fidelity")}
