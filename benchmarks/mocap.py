@@ -7,7 +7,8 @@
 For every clip of the dataset and seed: 10 s chained open loop from a settled stand under the clip's own
 conditioning, the actions replayed in MuJoCo C's reference simulator, scored by
 :mod:`dynaflow.evaluate.clips` (upright, speed and direction against the clip's, turning, joint style
-against standing still, contact pattern). Prints a row per clip and the totals; ``--json`` writes them.
+against standing still, contact pattern, and when the runs that fell went down). Prints a row per clip
+and the totals; ``--json`` writes them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import json
 import platform
 import time
+
+import numpy as np
 
 from dynaflow.data import load_dataset
 from dynaflow.evaluate.clips import clip_suite, clips_of, read_summary
@@ -46,7 +49,7 @@ def main() -> None:
         print(f"\n== {run} ({policy.method}, scored on {res['fidelity']}; {time.perf_counter() - t0:.0f} s)")
         print(
             f"{'clip':22s} {'clip vx vy wz':>18s} {'achieved':>18s} {'up':>5s} {'speed':>6s} {'dir':>5s} "
-            f"{'turn':>5s} {'style':>6s} {'diag/lat (clip)':>24s}"
+            f"{'turn':>5s} {'style':>6s} {'fell s':>6s} {'diag/lat (clip)':>24s}"
         )
 
         def pct(v):
@@ -57,12 +60,14 @@ def main() -> None:
             a = [sum(c["achieved"][k] for c in cs) / len(cs) for k in range(3)]
             w = cs[0]["clip_speed"]
             style = s["style_ratio_median"]
+            falls = [c["fell_at_s"] for c in cs if c["fell_at_s"] is not None]
+            fell = f"{np.median(falls):6.1f}" if falls else "     -"  # median over the runs that fell
             con = cs[0]["contacts"]
             cc = cs[0]["clip_contacts"]
             print(
                 f"{name[:22]:22s} {w[0]:6.2f}{w[1]:6.2f}{w[2]:6.2f} {a[0]:6.2f}{a[1]:6.2f}{a[2]:6.2f} "
                 f"{pct(s['upright'])} {pct(s['speed_ok'])} {pct(s['direction_ok'])} {pct(s['turn_ok'])} "
-                f"{'n/a' if style is None else f'{style:6.2f}'} "
+                f"{'n/a' if style is None else f'{style:6.2f}'} {fell} "
                 f"{con['diagonal']:+.2f}/{con['lateral']:+.2f} ({cc['diagonal']:+.2f}/{cc['lateral']:+.2f})"
             )
         a = res["summary"]["all"]

@@ -11,6 +11,7 @@ import pytest
 
 from dynaflow.data.quat import qmul, qrotate, qyaw
 from dynaflow.flow import (
+    ease_in,
     flow_matching_loss,
     integrate,
     interpolate,
@@ -163,5 +164,45 @@ def test_chained_windows_start_where_the_rollout_arrived():
     assert float(got) == pytest.approx(float(want), rel=1e-4)
     never, _ = flow_matching_loss(apply_fn, params, rollout, X, None, key, {**at_rest, "rest_fraction": 0.0})
     assert float(never) == pytest.approx(float(both), rel=1e-5)
+    # eased in over 3 steps: the rest samples' targets are ease_in of the moved demonstration, with
+    # the ramp running on across the chained windows (window 2 starts at step H = 4 > 3: fully in)
+    eased = {**at_rest, "ease_steps": np.float32(3.0)}
+    got, _ = flow_matching_loss(apply_fn, params, rollout, X, None, key, eased)
+    s = jnp.broadcast_to(jnp.clip(jnp.arange(H + 1) / 3.0, 0, 1), (B, H + 1))
+    first = weighted_state_error(
+        rollout(x_rest, jnp.zeros((B, H, 12))), ease_in(reanchor(X[:, : H + 1], x_rest), s), jnp.ones(37), w
+    )[0]
+    end = rollout(x_rest, jnp.zeros((B, H, 12)))[:, -1]
+    second = weighted_state_error(
+        rollout(end, jnp.zeros((B, H, 12))), reanchor(X[:, H:], end), jnp.ones(37), w
+    )[0]
+    assert float(got) == pytest.approx((float(first) + float(second)) / 2, rel=1e-4)
+    plain, _ = flow_matching_loss(apply_fn, params, rollout, X, None, key, {**eased, "ease_steps": 0.0})
+    assert float(plain) == pytest.approx(
+        float(flow_matching_loss(apply_fn, params, rollout, X, None, key, at_rest)[0]), rel=1e-6
+    )
+    assert float(got) != pytest.approx(float(plain), rel=1e-3)
     with pytest.raises(ValueError, match="K·4 \\+ 1"):
         flow_matching_loss(apply_fn, params, rollout, X[:, :7], None, key, w)
+
+
+def test_ease_in_blends_from_the_start_to_the_demonstration():
+    """Eased in, a window keeps row 0 (where the rollout starts), reaches the demonstration's height,
+    joints and velocities once s = 1, is s of the way there before, and advances its planar position by
+    s times each step of the demonstration (so position and velocity agree); s = 1 changes nothing."""
+    rng = np.random.default_rng(3)
+    T = 9
+    X = _windows(rng, 2, T)
+    X[:, 1:, 19] = 1.5  # the demonstration runs at 1.5 m/s in x, 8 cm higher than the start
+    X[:, 1:, 2] = X[:, 0:1, 2] + 0.08
+    X[:, :, 0] = X[:, 0:1, 0] + 1.5 * 0.02 * np.arange(T)
+    Xj = jnp.asarray(X)
+    np.testing.assert_allclose(ease_in(Xj, jnp.ones((2, T))), X, atol=1e-6)
+    s = jnp.broadcast_to(jnp.clip(jnp.arange(T) / 4.0, 0, 1), (2, T))
+    Y = np.asarray(ease_in(Xj, s))
+    np.testing.assert_allclose(Y[:, 0], X[:, 0])
+    np.testing.assert_allclose(Y[:, 4:, 7:], X[:, 4:, 7:], atol=1e-5)  # joints and velocities: all in
+    np.testing.assert_allclose(Y[:, 2, 2], X[:, 0, 2] + 0.5 * 0.08, atol=1e-6)  # half way up at s = 0.5
+    np.testing.assert_allclose(Y[:, 2, 19], 0.75, atol=1e-6)
+    np.testing.assert_allclose(np.diff(Y[:, :, 0], axis=1), 1.5 * 0.02 * np.asarray(s)[:, 1:], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(Y[..., 3:7], axis=-1), 1.0, atol=1e-5)

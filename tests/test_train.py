@@ -227,11 +227,12 @@ def test_randomised_training_rolls_out_in_sampled_worlds(small_config, rollout):
 def test_chained_windows_reach_the_loss_and_validation_scores_the_first(small_config):
     """``--chain K``: training samples are K·H + 1 states (the loss chains K windows, tests/test_flow.py),
     the normaliser and the validation TRE use windows of H + 1; ``--rest-starts`` puts the standing state
-    into the loss's settings; the baselines refuse both (they have no rollout of their actions)."""
+    into the loss's settings, with ``--ease-in`` in steps (refused without rest starts); the baselines
+    refuse chains and rest starts (they have no rollout of their actions)."""
     from dynaflow.config import ConfigError, TrainConfig
     from dynaflow.train import _batch, hyperparameters, prepare_data
 
-    cfg = small_config(chain=3, trunk="window", std_floor="physical", rest_starts=0.25)
+    cfg = small_config(chain=3, trunk="window", std_floor="physical", rest_starts=0.25, ease_in=0.5)
     H = cfg.horizon
     data = prepare_data(cfg)
     assert int(data.train_idx[:, 1].max()) <= 200 - 3 * H  # every sample fits its episode
@@ -241,6 +242,9 @@ def test_chained_windows_reach_the_loss_and_validation_scores_the_first(small_co
     w = hyperparameters(cfg, 10, rest)["weights"]
     assert w["step"].shape == (H + 1, 37) and w["window"][19:25].all() and not w["step"][:, 19:25].any()
     assert w["rest_fraction"] == np.float32(0.25) and w["rest"].shape == (37,)
+    assert w["ease_steps"] == pytest.approx(0.5 / cfg.sim.ctrl_dt)
+    with pytest.raises(ConfigError, match="ease_in.*rest-starts"):
+        cfg.replace(rest_starts=0.0).validate()
     assert "rest" not in hyperparameters(small_config(), 10)["weights"]  # off: the step has no rest path
     with pytest.raises(ValueError, match="standing state"):
         hyperparameters(cfg, 10)

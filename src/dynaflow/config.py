@@ -162,6 +162,14 @@ class TrainConfig:
         ge=0.0,
         le=1.0,
     )
+    ease_in: float = opt(
+        "--ease-in",
+        "seconds over which a sample started from rest (--rest-starts) eases into the demonstration: "
+        "heights, joints and orientation blend from the stand, velocities ramp up (for clips whose posture "
+        "and speed a standing robot cannot take up at once)",
+        0.0,
+        ge=0.0,
+    )
     steps_per_epoch: int | None = opt(
         "--steps-per-epoch", "cap on updates per epoch (default: one pass)", None, ge=1
     )
@@ -271,6 +279,8 @@ class TrainConfig:
                 raise ConfigError("flow.weights", f"group {name!r} needs a finite weight >= 0, got {value!r}")
         if self.flow.weights and all(self.flow.weights.get(g, 1.0) == 0 for g in STATE_GROUPS):
             raise ConfigError("flow.weights", "all state groups weigh 0")
+        if self.ease_in > 0 and self.rest_starts == 0:
+            raise ConfigError("ease_in", "eases samples that start from rest in: it needs --rest-starts > 0")
         for name, on in (("chain", self.chain > 1), ("rest_starts", self.rest_starts > 0)):
             if on and self.method != "dynaflow":
                 raise ConfigError(

@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynaflow.model import DEFAULT_SIGMA
-from dynaflow.robots.go2 import LINVEL, QUAT, STATE_DIM, STATE_GROUPS
+from dynaflow.robots.go2 import JOINTS, LINVEL, QUAT, STATE_DIM, STATE_GROUPS
+
+VELOCITIES = slice(LINVEL.start, STATE_DIM)  # trunk linear and angular, then joint velocities
 
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal")
 #: How the loss compares the trunk's velocities (``base_linvel``, ``base_angvel``): ``step`` at every
@@ -164,6 +166,42 @@ def reanchor(X: jax.Array, x_start: jax.Array) -> jax.Array:
     return X.at[:, 0].set(x_start)
 
 
+def ease_in(X: jax.Array, s: jax.Array) -> jax.Array:
+    """Demonstration windows ``X`` (B, T, 37) whose row 0 is where the robot is, eased in from there: at
+    step t ≥ 1 the target is ``s[:, t]`` (in [0, 1]) of the way from the start to the demonstration. Heights,
+    joints and orientation blend (the quaternion normalised); velocities are scaled by ``s``; planar
+    positions advance by ``s`` times the demonstration's displacement of each step, so positions and
+    velocities stay consistent. ``s`` = 1 everywhere returns ``X``.
+
+    Why: generation starts from a settled stand, and a clip is met at full speed and at its own
+    posture (motion capture: a trunk 8 cm higher, 1.5 m/s). A first window that asks for all of that at
+    once is learned as a jump, and the chained motion falls over; eased in, it is learned as a start."""
+    s = s[..., None].astype(X.dtype)
+    x0 = X[:, :1]
+    steps = X[:, 1:, 0:2] - X[:, :-1, 0:2]
+    planar = x0[..., 0:2] + jnp.concatenate(
+        [jnp.zeros_like(steps[:, :1]), jnp.cumsum(s[:, 1:] * steps, axis=1)], axis=1
+    )
+    q, q0 = X[..., QUAT], x0[..., QUAT]
+    q0 = jnp.where(jnp.sum(q * q0, axis=-1, keepdims=True) < 0, -q0, q0)  # the demonstration's hemisphere
+    q = (1 - s) * q0 + s * q
+    q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
+    blended = (1 - s) * x0 + s * X  # height and joints
+    eased = (
+        X.at[..., 0:2]
+        .set(planar)
+        .at[..., 2:3]
+        .set(blended[..., 2:3])
+        .at[..., QUAT]
+        .set(q)
+        .at[..., JOINTS]
+        .set(blended[..., JOINTS])
+        .at[..., VELOCITIES]
+        .set(s * X[..., VELOCITIES])
+    )
+    return eased.at[:, 0].set(X[:, 0])  # row 0 is where the rollout starts: kept as it is
+
+
 def flow_matching_loss(
     apply_fn: Callable,
     params: Mapping,
@@ -209,17 +247,22 @@ def flow_matching_loss(
         return loss, {"per_group": groups}
 
     x_first = X1[:, 0]
+    pick = jnp.zeros((X1.shape[0], 1), bool)
     if rest is not None:  # a fraction of the samples start from rest, the demonstration moved there
         pick = (
             jax.random.uniform(jax.random.fold_in(rng, 0x5E57), (X1.shape[0], 1)) < weights["rest_fraction"]
         )
         x_first = jnp.where(pick, jnp.asarray(rest, X1.dtype)[None], x_first)
+    # those samples ease into the demonstration over `ease_steps` steps (0: none), across their windows
+    ease = jnp.asarray(weights.get("ease_steps", 0.0) if isinstance(weights, Mapping) else 0.0, X1.dtype)
     # one traced window scanned K times (compile time does not grow with K)
     windows = jnp.stack([X1[:, k * horizon : (k + 1) * horizon + 1] for k in range(chain)])
 
     def body(x0, inputs):
         Xk, k = inputs
-        loss, groups, end = window(reanchor(Xk, x0), jax.random.fold_in(rng, k))
+        t = (k * horizon + jnp.arange(horizon + 1)).astype(X1.dtype)
+        s = jnp.where(pick & (ease > 0), jnp.clip(t / jnp.maximum(ease, 1.0), 0.0, 1.0), 1.0)
+        loss, groups, end = window(ease_in(reanchor(Xk, x0), s), jax.random.fold_in(rng, k))
         return jax.lax.stop_gradient(end), (loss, groups)
 
     _, (losses, groups) = jax.lax.scan(body, x_first, (windows, jnp.arange(chain)))

@@ -109,7 +109,7 @@ def hyperparameters(
 ) -> dict[str, np.ndarray]:
     """The step's runtime numbers: peak lr, warmup and decay lengths (updates), weight decay, clipping,
     EMA decay and the loss weights (:func:`~dynaflow.flow.loss_weights`; with ``--rest-starts``, also
-    the standing state ``rest_state`` and the fraction)."""
+    the standing state ``rest_state``, the fraction and ``--ease-in`` in steps)."""
     warmup = config.optim.warmup_steps
     if warmup is None:
         warmup = min(1000, max(1, total_steps // 20))
@@ -119,7 +119,11 @@ def hyperparameters(
     if config.rest_starts > 0:
         if rest_state is None:
             raise ValueError("--rest-starts needs the standing state to start from (rest_state)")
-        weights.update(rest=np.asarray(rest_state, f), rest_fraction=f(config.rest_starts))
+        weights.update(
+            rest=np.asarray(rest_state, f),
+            rest_fraction=f(config.rest_starts),
+            ease_steps=f(config.ease_in / config.sim.ctrl_dt),
+        )
     return {
         "lr": f(config.optim.lr),
         "warmup": f(warmup),
