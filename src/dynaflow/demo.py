@@ -14,7 +14,7 @@ smaller model, shorter motions, small videos) that still runs every stage: the t
 or kinematic data from ``dynaflow data kinematic``. Such states were not produced by a Go2 in our
 simulator, so the demo trains them with the recipe for infeasible demonstrations (:data:`EXTERNAL_RECIPE`:
 physical std floors, the trunk's velocities compared by their window means, chained windows, some
-starts from rest), and the
+starts from rest, eased into the demonstration), and the
 generation stage scores every clip under its own conditioning (:mod:`dynaflow.evaluate.clips`), with a
 video per clip that shows the clip as a ghost. The transfer stage runs when the data has the gait
 library's conditioning (its commands are the gait library's).
@@ -40,7 +40,13 @@ WALK_CHECK = ("trot", (0.5, 0.0, 0.0))  # the demo's model must walk: upright, >
 TRANSFER_VIDEO = ("closed", "push 30 N", "trot")  # the perturbed run the demo renders
 #: How the demo trains on demonstrations that are not the bundled (simulated, feasible) ones: states no Go2
 #: produced (README: From motion capture, where each part is measured).
-EXTERNAL_RECIPE = {"std_floor": "physical", "trunk": "window", "chain": 2, "rest_starts": 0.25}
+EXTERNAL_RECIPE = {
+    "std_floor": "physical",
+    "trunk": "window",
+    "chain": 2,
+    "rest_starts": 0.25,
+    "ease_in": 0.5,
+}
 MAX_CLIP_VIDEOS = 6
 
 
@@ -170,6 +176,7 @@ def _train(
     if method != "dynaflow":  # chains and starts from rest need actions to roll out
         recipe.pop("chain", None)
         recipe.pop("rest_starts", None)
+        recipe.pop("ease_in", None)
     config = TrainConfig.from_flat(
         **{
             **_CPU,
