@@ -226,7 +226,12 @@ def flow_matching_loss(
     then learns from the states it meets when its windows are chained at generation time, where a
     demonstration's start (its momentum in particular) is no longer given: on kinematic data, whose
     start states carry velocities no leg produced, that is what makes it keep walking. The loss is the
-    windows' mean."""
+    windows' mean.
+
+    **Starts from rest** (``weights["rest"]``, ``["rest_fraction"]``): that fraction of the samples starts
+    its first window at the standing state instead, the demonstration re-anchored there, and eases into
+    it over ``weights["ease_steps"]`` steps counted across the chained windows (:func:`ease_in`; 0: at
+    once)."""
     std, _ = stored_std_sigma(params)
     W = weights["step"] if isinstance(weights, Mapping) else weights
     horizon = W.shape[0] - 1
