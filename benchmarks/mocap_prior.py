@@ -3,7 +3,7 @@
     dynaflow demo --out demo                                   # a model trained on the bundled gait library
     dynaflow data import dog_trot.txt dog_pace.txt --robot laikago --label trot,pace --out tp.npz
     python benchmarks/mocap_prior.py --prior demo/runs/dynaflow --data tp.npz --out prior_run \\
-        [--share 0.5] [--ease-in 0.5] [--lr 3e-4] [--time-budget 480]
+        [--share 0.5] [--ease-in 0.5] [--chain 2] [--lr 3e-4] [--time-budget 480]
     python benchmarks/mocap.py --data tp.npz prior_run/last
 
 An experiment for the issue "From motion capture" (the warm-start and co-training leads), not a
@@ -60,6 +60,7 @@ def main() -> None:
     p.add_argument("--out", required=True, help="run directory of the fine-tuned model")
     p.add_argument("--share", type=float, default=0.5, help="fraction of training windows from the clips")
     p.add_argument("--ease-in", type=float, default=EXTERNAL_RECIPE["ease_in"])
+    p.add_argument("--chain", type=int, default=EXTERNAL_RECIPE["chain"], help="windows chained per sample")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--time-budget", type=float, default=480.0)
     args = p.parse_args()
@@ -70,7 +71,7 @@ def main() -> None:
     prior_ckpt = prior_run / "last" if (prior_run / "last").is_dir() else prior_run
     cfg = config_from_checkpoint(prior_ckpt)
     clips = load_dataset(args.data)
-    window = cfg.horizon * EXTERNAL_RECIPE["chain"] + 1
+    window = cfg.horizon * args.chain + 1
     mixed, rep = mix(load_dataset(bundled_dataset()), clips, args.share, window)
     out = Path(args.out)
     if out.exists():
@@ -81,7 +82,7 @@ def main() -> None:
     print(f"{args.data}: {clips.num_episodes} clips x {rep}, {n_prior} gait-library episodes -> {mixed_path}")
     cfg = config_from_checkpoint(
         prior_ckpt,
-        **{**EXTERNAL_RECIPE, "ease_in": args.ease_in},
+        **{**EXTERNAL_RECIPE, "ease_in": args.ease_in, "chain": args.chain},
         data=str(mixed_path),
         val_fraction=0.0,
         time_budget_s=args.time_budget,
