@@ -78,6 +78,7 @@ def main() -> None:
                 for k in (
                     "upright",
                     "upright_same",
+                    "upright_phi",
                     "speed_ok",
                     "direction_ok",
                     "turn_ok",

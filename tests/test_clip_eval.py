@@ -98,6 +98,7 @@ def test_clip_suite_runs_each_clip_and_keeps_a_ghost(policy, trot_npz):
     for key in (
         "upright",
         "upright_same",
+        "upright_phi",
         "achieved",
         "speed_ok",
         "style_ratio",
@@ -105,11 +106,12 @@ def test_clip_suite_runs_each_clip_and_keeps_a_ghost(policy, trot_npz):
         "clip_contacts",
     ):
         assert key in cell
+    assert cell["upright_phi"] == cell["upright_same"]  # Φ and its MuJoCo C replay agree over 0.5 s
     X, ghost = res["kept"]["episode 0"]
     assert X.shape == (26, 37) and ghost.shape[1] == 37
     np.testing.assert_allclose(ghost[0, :2], X[0, :2], atol=1e-9)
     a = res["summary"]["all"]
-    assert a["runs"] == 2 and 0 <= a["upright"] <= 1
+    assert a["runs"] == 2 and 0 <= a["upright"] <= 1 and 0 <= a["upright_phi"] <= 1
     section = clip_section(res, "DynaFlow")
     assert len(section["rows"]) == 2 and len(section["rows"][0]) == len(section["header"])
 

@@ -5,7 +5,9 @@ For every clip (one episode of an imported or kinematic dataset) and seed, the m
 ``seconds`` of motion **chained open loop from a settled standing state** under the clip's own
 conditioning (its measured heading-frame velocity and its style), and the actions are replayed in
 MuJoCo C, in the training simulator and the converged reference one. Each run is scored on the
-reference replay (:func:`clip_figures`):
+reference replay (:func:`clip_figures`); ``upright_same`` and ``upright_phi`` say whether it stayed up in
+the replay with Φ's own options and in the generated motion itself (a fall in Φ is the model's: a
+learning gap; a fall only in a replay is motion that does not survive open loop elsewhere):
 
 * **upright** the whole run;
 * **speed**: the heading-frame planar speed after the first second against the clip's: at least half of
@@ -225,6 +227,8 @@ def clip_suite(
             if "same" in res.replays:
                 same = res.replays["same"]
                 cell["upright_same"] = bool(stays_up(same)) if np.all(np.isfinite(same)) else False
+                # the generated motion itself (Φ's states): a fall here is the model's, not the replay's
+                cell["upright_phi"] = bool(stays_up(res.states)) if np.all(np.isfinite(res.states)) else False
             cells.append(cell)
             if s == 0 and clip.name in keep:
                 kept[clip.name] = (X, align_to(clip.states, x0))
@@ -254,6 +258,7 @@ def summarise_clips(cells: Sequence[dict]) -> dict:
             "runs": len(cs),
             "upright": _frac(c["upright"] for c in cs),
             "upright_same": _frac(c.get("upright_same") for c in cs),
+            "upright_phi": _frac(c.get("upright_phi") for c in cs),
             "speed_ok": _frac(c["speed_ok"] for c in cs),
             "direction_ok": _frac(c["direction_ok"] for c in cs),
             "turn_ok": _frac(c["turn_ok"] for c in cs),
