@@ -36,7 +36,7 @@ import numpy as np
 import optax
 
 from dynaflow.config import ModelConfig
-from dynaflow.data import Normalizer, load_dataset, window_index
+from dynaflow.data import Normalizer, gather_windows, load_dataset, window_index
 from dynaflow.data.sources.gaits import start_state
 from dynaflow.data.windows import relative_xy
 from dynaflow.demo import EXTERNAL_RECIPE, DemoSettings
@@ -53,8 +53,8 @@ def plan(rollout, targets, x0, std, horizon, lookahead, iters, lr, ease_steps, m
     H, L = horizon, horizon * lookahead
     n = (T - 1) // H - lookahead + 1
     weights = loss_weights(L, None, EXTERNAL_RECIPE["trunk"])
-    s_all = jnp.clip(jnp.arange(T, dtype=jnp.float32) / max(ease_steps, 1.0), 0, 1)
-    s_all = jnp.broadcast_to(s_all if ease_steps > 0 else jnp.ones(T), (B, T))
+    # the ease's fraction per step (row 0 is the start, kept by ease_in; ease_steps 0: 1 from step 1)
+    s_all = jnp.broadcast_to(jnp.clip(jnp.arange(T, dtype=jnp.float32) / max(ease_steps, 1.0), 0, 1), (B, T))
     opt = optax.adam(lr)
 
     def loss_fn(z, x, target):
@@ -112,9 +112,8 @@ def main() -> None:
     clips = clips_of(data, read_summary(args.data), args.max_clips)
     rollout = create_go2_rollout()
     dt = rollout.ctrl_dt
-    idx = window_index(data, np.arange(data.num_episodes), H, 4)
-    windows = data.states[idx[:, 0][:, None], idx[:, 1][:, None] + np.arange(H + 1)[None]]
-    std = jnp.asarray(Normalizer.fit(relative_xy(windows), EXTERNAL_RECIPE["std_floor"]).std, jnp.float32)
+    windows, _ = gather_windows(data, window_index(data, np.arange(data.num_episodes), H, 4), H)
+    std = jnp.asarray(Normalizer.fit(windows, EXTERNAL_RECIPE["std_floor"]).std, jnp.float32)
     x0 = start_state(rollout)
     shortest = min(len(c.states) for c in clips)
     T = min(int(round(args.seconds / dt)) + H * (args.lookahead - 1), shortest - 1) + 1

@@ -198,6 +198,11 @@ def clip_figures(X: np.ndarray, clip: Clip, stand: np.ndarray, dt: float) -> dic
     return out
 
 
+def _stayed_up(X: np.ndarray) -> bool:
+    """Whether states ``X`` (T+1, 37) stay up the whole run (a non-finite state counts as a fall)."""
+    return bool(stays_up(X)) if np.all(np.isfinite(X)) else False
+
+
 def clip_suite(
     policy,
     clips: Sequence[Clip],
@@ -225,10 +230,9 @@ def clip_suite(
             X = res.replays.get("reference", res.states)
             cell = {"clip": clip.name, "seed": s, **clip_figures(X, clip, x0, dt)}
             if "same" in res.replays:
-                same = res.replays["same"]
-                cell["upright_same"] = bool(stays_up(same)) if np.all(np.isfinite(same)) else False
+                cell["upright_same"] = _stayed_up(res.replays["same"])
                 # the generated motion itself (Φ's states): a fall here is the model's, not the replay's
-                cell["upright_phi"] = bool(stays_up(res.states)) if np.all(np.isfinite(res.states)) else False
+                cell["upright_phi"] = _stayed_up(res.states)
             cells.append(cell)
             if s == 0 and clip.name in keep:
                 kept[clip.name] = (X, align_to(clip.states, x0))
