@@ -321,6 +321,37 @@ def test_bad_clips_get_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "o.npz").exists()
 
 
+def test_huge_numbers_and_sizes_are_one_line_errors_without_library_warnings(tmp_path, capsys):
+    """A clip holding 1e300 (beyond a float32) or a number that retargeting makes too large, and a
+    --seconds that would need more memory than there is: one line naming the frame / state / flag and the
+    memory, exit 2, and no numpy warning (warnings are errors here, so one would end as exit 3)."""
+    import warnings
+
+    frames = C.export_clip(walk(seconds=0.3), C.PROFILES["go2"], frame_format="pose")["Frames"]
+    huge = [list(f) for f in frames]
+    huge[3][0] = 1e300
+    write_clip(tmp_path / "huge.json", huge)
+    fast = [list(f) for f in frames]
+    fast[3][0] = 3e38  # a float32 still, but its finite-difference velocity is not
+    write_clip(tmp_path / "fast.json", fast)
+    write_clip(tmp_path / "walk.json", frames)
+    cases = [
+        (["huge.json"], "huge.json: key 'Frames': frame 3, number 0 is 1e+300, beyond a float32's range"),
+        (["fast.json"], "fast.json: state dim 19 (base_linvel) at 0.04 s (step 2) is"),
+        (["walk.json", "--seconds", "1e9"], "--seconds 1e+09: "),
+    ]
+    for extra, message in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            code = main(["data", "import", *[str(tmp_path / e) if e.endswith(".json") else e for e in extra],
+                         "--out", str(tmp_path / "o.npz")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (extra, err)
+    assert "50,000,000,000 steps of 0.02 s would need about 69.8 TiB of memory, more than the" in err
+    assert "give a shorter --seconds" in err
+    assert not (tmp_path / "o.npz").exists()
+
+
 def test_export_command_many_motions_and_errors(tmp_path, capsys):
     X = np.stack([walk(seconds=0.3), walk(seconds=0.3, vx=0.2)]).astype(np.float32)
     np.savez(tmp_path / "m.npz", states=X)

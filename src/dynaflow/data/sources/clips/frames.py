@@ -95,7 +95,19 @@ def _frames_array(path: str, frames) -> np.ndarray:
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise ClipError(f"{path}: key 'Frames': frame {i}, number {j} is not finite")
+    _check_range(path, "key 'Frames': frame {}, number {}", arr)
     return arr
+
+
+def _check_range(path: str, where: str, arr: np.ndarray) -> None:
+    """Numbers beyond a float32's range (the dataset's type) are refused, by position, in one line."""
+    big = np.abs(arr) > np.finfo(np.float32).max
+    if big.any():
+        i, j = (int(v) for v in np.argwhere(big)[0])
+        raise ClipError(
+            f"{path}: {where.format(i, j)} is {arr[i, j]:.3g}, beyond a float32's range (3.4e38): not a "
+            "position, angle or velocity"
+        )
 
 
 def _unit_quats(path: str, what: str, q: np.ndarray) -> np.ndarray:
@@ -234,6 +246,7 @@ def _read_rows(path: Path, profile: RobotProfile, fps: float | None, quat_order:
     if not np.issubdtype(rows.dtype, np.number) or not np.isfinite(rows).all():
         raise ClipError(f"{spath}: key '{key}': expected finite numbers")
     rows = rows.astype(np.float64)
+    _check_range(spath, f"key '{key}': row {{}}, number {{}}", rows)
     pos, quat, joints, _ = _to_go2(
         spath, profile, rows[:, POS], rows[:, QUAT], rows[:, JOINTS], quat_order, "row"
     )

@@ -4,6 +4,7 @@ dataset."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,52 @@ from dynaflow.data.quat import (
     slerp,
 )
 from dynaflow.data.sources.clips.frames import CTRL_DT, LOOP_SECONDS, Clip, read_clip
-from dynaflow.data.sources.clips.profiles import RobotProfile, feet_in_world
+from dynaflow.data.sources.clips.profiles import ClipError, RobotProfile, feet_in_world
 from dynaflow.robots.go2 import FOOT_RADIUS, JOINT_NAMES, STATE_DIM
 
 # retargeting
+
+
+#: bytes retargeting holds per output step at its peak (measured: about 1.4 KiB with tracemalloc)
+BYTES_PER_STEP = 1536
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable``; physical memory elsewhere), or
+    None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _size(nbytes: float) -> str:
+    unit = "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            break
+        nbytes /= 1024
+    return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+
+
+def check_memory(nbytes: float, seconds: float | None, what: str) -> None:
+    """Refuse, before allocating, work that needs more memory than is available (one line naming
+    ``--seconds``, the memory needed and the memory there is)."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        flag = f"--seconds {seconds:g}: " if seconds is not None else ""
+        raise ClipError(
+            f"{flag}{what} would need about {_size(nbytes)} of memory, more than the {_size(free)} "
+            "available; give a shorter --seconds"
+        )
 
 
 #: rad a joint may pass its range before it is clamped: MuJoCo's soft limits let simulated motion (which
@@ -63,6 +106,7 @@ def retarget(
     are cut to it (default: their own length). ``place=False`` keeps the clip's trunk height."""
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds: expected a positive number, got {seconds!r}")
+    asked = seconds
     length = clip.duration
     if seconds is None:
         seconds = max(LOOP_SECONDS, length) if clip.loop else length
@@ -70,6 +114,7 @@ def retarget(
         seconds = min(seconds, length)
     steps = int(math.floor(seconds / dt + 1e-6)) + (0 if clip.loop else 1)
     steps = max(steps, 2)
+    check_memory(steps * BYTES_PER_STEP, asked, f"{clip.source or clip.name}: {steps:,} steps of {dt:g} s")
     t = np.arange(steps) * dt
     if clip.loop:
         cycle = np.floor(t / length + 1e-9).astype(int)
@@ -156,6 +201,22 @@ def retarget(
     return Retargeted(states, dt, info)
 
 
+def _check_float32(path: str | Path, states: np.ndarray, dt: float) -> None:
+    """A retargeted clip's states must be finite float32 numbers (the dataset's type); a number in the
+    clip too large for that is named by its state and time, in one line."""
+    from dynaflow.robots.go2 import STATE_GROUPS
+
+    bad = ~(np.abs(states) <= FLOAT32_MAX)
+    if bad.any():
+        t, d = (int(v) for v in np.argwhere(bad)[0])
+        group = next(g for g, sl in STATE_GROUPS.items() if sl.start <= d < sl.stop)
+        raise ClipError(
+            f"{path}: state dim {d} ({group}) at {t * dt:.2f} s (step {t}) is {states[t, d]:.3g} after "
+            "retargeting, beyond a float32's range (3.4e38); the clip holds a number too large for a "
+            "position, angle or velocity"
+        )
+
+
 # many clips -> one dataset
 
 
@@ -207,8 +268,10 @@ def import_clips(
     episodes, summaries = [], []
     for path, label in zip(paths, labels, strict=True):
         clip = read_clip(path, profile, fps=fps, quat_order=quat_order)
-        r = retarget(clip, seconds=seconds, dt=dt, place=place, ranges=ranges)
-        speed = heading_velocity(r.states, dt)
+        with np.errstate(all="ignore"):  # a huge number in a clip is reported below, in one line
+            r = retarget(clip, seconds=seconds, dt=dt, place=place, ranges=ranges)
+            speed = heading_velocity(r.states, dt)
+        _check_float32(path, r.states, dt)
         episodes.append(r.states)
         summaries.append(
             {
@@ -221,6 +284,7 @@ def import_clips(
         )
     T = max(len(e) for e in episodes)
     n = len(episodes)
+    check_memory(n * T * (STATE_DIM + len(names)) * 12, seconds, f"{n} episode(s) of {T:,} steps")
     states = np.empty((n, T, STATE_DIM))
     cond = np.zeros((n, T, len(names)))
     lengths = np.array([len(e) for e in episodes])
