@@ -498,7 +498,7 @@ def test_ctrl_c_saves_last_and_stops_cleanly(small_config, gait_npz, tmp_path, c
     ]
     code, err = run_cli(capsys, "train", *flags, "--save-dir", tmp_path / "run", "--quiet")
     assert code == 130, err
-    assert_one_line(code, err, "interrupted at step", "--resume")
+    assert_one_line(code, err, "interrupted by SIGINT (Ctrl-C) at step", "--resume")
     from dynaflow.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "run" / "last")["step"] in (3, 4)

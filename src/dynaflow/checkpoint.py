@@ -14,7 +14,7 @@ Layout of a checkpoint directory::
      "train": {...TrainConfig, nested: model, optim, flow, sim, log...},
      "dims": {"state_dim": 37, "action_dim": 12, "cond_dim": 7 or null},
      "normalizer": {"mean": [...], "std": [...]},
-     "progress": {"step", "epoch", "best_val_loss", "key", "skipped_updates"},
+     "progress": {"step", "epoch", "best_val_loss", "key", "skipped_updates", "nonfinite"},
      "versions": {...}, "files": {"params.npz": "<sha256>", ...}}
 
 Version 1 checkpoints (model and rollout settings stored beside a flat training config) still load.
@@ -48,6 +48,7 @@ from dynaflow.data.windows import Normalizer
 from dynaflow.fileio import FileProblem, read_npz
 from dynaflow.methods import MODEL_FIELDS, model_from_config
 from dynaflow.robots.go2 import ACTION_DIM, STATE_DIM
+from dynaflow.runtime import test_event
 
 FORMAT = "dynaflow-checkpoint"
 FORMAT_VERSION = 2
@@ -89,6 +90,7 @@ def checkpoint_meta(
     best_val_loss: float | None = None,
     key: list[int] | None = None,
     skipped_updates: int = 0,
+    nonfinite: int = 0,
 ) -> dict:
     """The ``config.json`` content of a checkpoint of a run with ``config`` (hashes and versions are
     added when it is saved)."""
@@ -102,6 +104,7 @@ def checkpoint_meta(
             "best_val_loss": best_val_loss,
             "key": key,
             "skipped_updates": int(skipped_updates),
+            "nonfinite": int(nonfinite),
         },
     }
 
@@ -207,6 +210,7 @@ def _validate_meta(cfg_path: Path, config: dict) -> dict:
     _int(cfg_path, "progress.step", progress.get("step"))
     _int(cfg_path, "progress.epoch", progress.get("epoch", 0))
     _int(cfg_path, "progress.skipped_updates", progress.get("skipped_updates", 0))
+    _int(cfg_path, "progress.nonfinite", progress.get("nonfinite", 0))
     best = progress.get("best_val_loss")
     if best is not None and (isinstance(best, bool) or not isinstance(best, int | float)):
         raise _err(cfg_path, "progress.best_val_loss", f"expected a number or null, got {best!r}")
@@ -371,9 +375,11 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(tmp)
+        test_event("save", path.name)
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(path, old)
+            test_event("rename", path.name)  # the moment `path` is missing: recover() restores it
             os.rename(tmp, path)
             _fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
@@ -558,6 +564,48 @@ def run_contents(run_dir: str | Path) -> list[str]:
         elif p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name) and p.is_dir():
             found.append(p.name)
     return found
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[Path | None, list[str]]:
+    """The checkpoint of ``run_dir`` with the most updates that loads completely (``--resume auto``),
+    and notes, one line each: a checkpoint skipped because it does not load (damaged, truncated,
+    incomplete), an interrupted save recovered.
+
+    Interrupted saves are recovered first (:func:`recover`). Ties go to ``last``, then the newest file.
+    ``(None, skipped)`` when the directory is missing, empty or holds no loadable checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None, []
+    names = set()
+    for p in run_dir.iterdir():
+        if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
+            names.add(p.name[1:].rsplit(".tmp-" if ".tmp-" in p.name else ".old-", 1)[0])
+        elif p.is_dir():
+            names.add(p.name)
+    candidates = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in sorted(names):
+            recover(run_dir / name)
+    skipped = [str(w.message) for w in caught]
+    for name in sorted(names):
+        path = run_dir / name
+        if not (path / "config.json").is_file():
+            continue
+        try:
+            step = read_config(path)["progress"]["step"]
+        except CheckpointError as e:
+            skipped.append(f"skipping {path}: {e}")
+            continue
+        candidates.append((step, name == "last", (path / "config.json").stat().st_mtime, path))
+    for *_, path in sorted(candidates, key=lambda c: c[:3], reverse=True):
+        try:
+            load_checkpoint(path, with_opt_state=True)
+        except CheckpointError as e:
+            skipped.append(f"skipping {path}: {e}")
+            continue
+        return path, skipped
+    return None, skipped
 
 
 def remove_run(run_dir: str | Path) -> None:

@@ -121,6 +121,14 @@ class LogConfig:
 
     save_dir: str = opt("--save-dir", "run directory: checkpoints and metrics.jsonl", "checkpoints")
     save_interval: int = opt("--save-interval", "keep a checkpoint epoch_NNNN every N epochs", 10, ge=1)
+    save_every_minutes: float = opt(
+        "--save-every-minutes",
+        "also save `last` every N minutes of training, mid-epoch, so a kill loses at most that much (0: only "
+        "at epoch ends)",
+        10.0,
+        ge=0.0,
+        finite=True,
+    )
     log_every: int = opt("--log-every", "a metrics.jsonl line every N updates", 10, ge=1)
     wandb: str = opt("--wandb", "Weights & Biases logging", "disabled", choices=WANDB_MODES)
     wandb_project: str = opt("--wandb-project", "W&B project", "dynaflow")

@@ -10,7 +10,8 @@ helpers here so that one code path serves one device, several local devices and 
 * :func:`local_rows` is that block, :func:`global_batch` assembles the global array from each
   process's block (``jax.make_array_from_process_local_data``);
 * :func:`to_host` reads a sharded array back whole (``process_allgather`` when it spans processes);
-* :func:`agree` makes a host-side decision (the time budget) identical on every process;
+* :func:`agree` makes a host-side decision (the time budget) identical on every process, and
+  :func:`gather` shows every process's small flags to all (a stop signal any one received);
 * :func:`is_main` says which process writes files (checkpoints, metrics, logs).
 
 With one process every helper reduces to its single-host meaning, at no cost.
@@ -136,6 +137,19 @@ def agree(flag: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+def gather(values) -> np.ndarray:
+    """Every process's small integer vector ``values``, as ``(processes, len(values))`` on every process
+    (one collective; none with one process)."""
+    import jax
+
+    v = np.asarray(values, np.int32).reshape(-1)
+    if jax.process_count() == 1:
+        return v[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(v)).reshape(jax.process_count(), -1)
 
 
 def barrier(name: str) -> None:

@@ -26,3 +26,20 @@ def enable_compilation_cache() -> Path:
 def debug() -> bool:
     """``DYNAFLOW_DEBUG=1``: show full tracebacks instead of one-line errors."""
     return os.environ.get("DYNAFLOW_DEBUG", "") not in ("", "0")
+
+
+def test_event(name: str, detail: object = "") -> None:
+    """A moment the kill-storm test aims its signals at (an update done, a validation starting, a
+    checkpoint's files written, between a checkpoint's two renames). Nothing unless
+    ``DYNAFLOW_TEST_EVENTS=1``: then ``dynaflow-test: NAME DETAIL`` goes to stderr, and
+    ``DYNAFLOW_TEST_PAUSE=name=seconds,...`` pauses after the events named, so a signal lands inside."""
+    if os.environ.get("DYNAFLOW_TEST_EVENTS") != "1":
+        return
+    import sys
+    import time
+
+    print(f"dynaflow-test: {name} {detail}", file=sys.stderr, flush=True)
+    for part in os.environ.get("DYNAFLOW_TEST_PAUSE", "").split(","):
+        event, _, seconds = part.partition("=")
+        if event.strip() == name and seconds:
+            time.sleep(float(seconds))

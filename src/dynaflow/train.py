@@ -64,6 +64,7 @@ from dynaflow.methods import build_model, get_method
 from dynaflow.model import set_normalizer
 from dynaflow.physics import Rollout, create_go2_rollout
 from dynaflow.physics.rollout import random_worlds
+from dynaflow.runtime import test_event
 from dynaflow.sampling import make_sampler
 
 __all__ = [
@@ -84,7 +85,13 @@ class TrainingStopped(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """Ctrl-C (SIGINT): the run stopped cleanly after saving ``last``."""
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1): the run stopped cleanly after saving ``last``.
+    ``exit_code`` is the shell's convention for it, 128 + the signal's number (130 for Ctrl-C)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+        self.exit_code = 128 + int(signum)
 
 
 @flax.struct.dataclass
@@ -365,6 +372,7 @@ def _restore(state: TrainState, ckpt: dict, path: Path) -> tuple[TrainState, flo
         ),
         key=jnp.asarray(np.asarray(progress["key"], np.uint32)).reshape(np.shape(state.key)),
         skipped=jnp.asarray(progress["skipped_updates"], jnp.int32),
+        nonfinite=jnp.asarray(progress.get("nonfinite", 0), jnp.int32),
     )
     best = progress["best_val_loss"]
     return state, math.inf if best is None else float(best)
@@ -482,10 +490,21 @@ class Checkpointer:
         self.run_dir, self.config, self.cond_dim = run_dir, config, cond_dim
         self.normalizer_vars, self.normalizer, self.main = normalizer_vars, normalizer, main
         self.saved: list[str] = []
+        self.last_step: int | None = None  # the step ``last`` holds (written by this process or resumed)
+        self.last_time = time.perf_counter()  # when ``last`` was written
+        self.stop: StopRequests | None = None  # signals wait for a save to finish
 
     def save(self, state: TrainState, names: list[str], step: int, epoch: int, best: float) -> None:
+        """Write ``names`` (each atomically) with the run's state at ``step``; a stop signal arriving
+        meanwhile waits until they are written. Only process 0 writes."""
+        if "last" in names:
+            self.last_step, self.last_time = step, time.perf_counter()
         if not self.main:
             return
+        with self.stop.saving_now() if self.stop is not None else contextlib.nullcontext():
+            self._write(state, names, step, epoch, best)
+
+    def _write(self, state: TrainState, names: list[str], step: int, epoch: int, best: float) -> None:
         host = jax.device_get(state)
         full = {"params": host.params, "normalizer": self.normalizer_vars}
         ema = {"params": host.ema, "normalizer": self.normalizer_vars}
@@ -498,6 +517,7 @@ class Checkpointer:
             best_val_loss=None if not math.isfinite(best) else best,
             key=[int(v) for v in np.asarray(host.key).ravel()],
             skipped_updates=int(host.skipped),
+            nonfinite=int(host.nonfinite),
         )
         for name in names:
             save_checkpoint(self.run_dir / name, full, ema, meta, host.opt_state)
@@ -505,24 +525,83 @@ class Checkpointer:
                 self.saved.append(name)
 
 
-@contextlib.contextmanager
-def _stop_on_interrupt() -> Iterator[list[bool]]:
-    """While training, the first Ctrl-C (SIGINT) only asks the loop to stop (it saves ``last`` first); a
-    second one interrupts at once. Outside the main thread nothing is installed."""
-    flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
+#: The signals that stop a run cleanly: Ctrl-C, a scheduler's termination (SLURM, Kubernetes), a closed
+#: terminal, and SLURM's usual pre-emption warning.
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
 
-    def handler(signum, frame):
-        flag[0] = True
-        signal.signal(signal.SIGINT, previous)
 
-    previous = signal.signal(signal.SIGINT, handler)
+class StopRequests:
+    """Stop signals while training (:data:`STOP_SIGNALS`): the first only asks the loop to stop (it
+    finishes the update, saves ``last`` and exits with 128 + the signal's number); a second one during a
+    save waits for the save to finish; a second one at any other moment stops at once (the checkpoints on
+    disk are complete either way). Outside the main thread nothing is installed."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the first stop signal received
+        self.saving = False
+        self.deferred: int | None = None  # a second signal that arrived during a save
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+        elif self.saving:
+            self.deferred = signum
+        else:
+            raise TrainingInterrupted(
+                f"dynaflow train: interrupted at once by a second {signal_name(signum)} (nothing saved now; "
+                "the checkpoints on disk are complete)",
+                signum,
+            )
+
+    @contextlib.contextmanager
+    def saving_now(self) -> Iterator[None]:
+        """A save in progress: a signal arriving now waits until it is written."""
+        before, self.saving = self.saving, True
+        try:
+            yield
+        finally:
+            self.saving = before
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15, ``SIGINT (Ctrl-C)`` for 2, and so on."""
     try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        name = signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+    return name + " (Ctrl-C)" if signum == signal.SIGINT else name
+
+
+def _stopped_message(signum: int, step: int, run_dir: Path) -> str:
+    """The one line a stopped run prints: the signal, what was saved, and the command that continues it."""
+    import shlex
+
+    again = f"dynaflow train --resume {shlex.quote(str(run_dir))}"
+    if jax.process_count() > 1:
+        again += " (in every process, with the same --coordinator or --distributed flags)"
+    if not distributed.is_main():
+        return (
+            f"dynaflow train: process {jax.process_index()}: interrupted by {signal_name(signum)} at step "
+            f"{step}; process 0 saved {run_dir / 'last'}"
+        )
+    return (
+        f"dynaflow train: interrupted by {signal_name(signum)} at step {step}; saved {run_dir / 'last'} "
+        f"(step {step}); continue with: {again}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,43 +716,62 @@ def train(
     norm_dev = jax.device_put(normalizer_vars, replicated)
     val_key = jax.random.fold_in(run_key, 2**30)
     step = int(state.step)
-    log = RunLog(run_dir, config, main, progress, hook, resume_step=step if resume_ckpt is not None else 0)
     ckpt = Checkpointer(run_dir, config, data.dataset.cond_dim, normalizer_vars, data.normalizer, main)
-
     validate = Validation(
         data, config, val_loss_fn, sampler, normalizer_vars, hyper_dev, val_key, data_sharding
     )
-
-    log.line(
-        f"training {config.method} on {len(data.train_idx)} windows ({len(data.val_idx)} validation) of "
-        f"H={config.horizon}, {steps_per_epoch} steps/epoch, {n_dev} {jax.devices()[0].platform} device(s)"
-        + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
-        + f"; run dir {run_dir}"
-    )
-    if step < total_steps:
-        log.line("compiling the train step (first call: about a minute on a CPU, seconds from the cache)")
+    save_every_s = 60.0 * config.log.save_every_minutes
+    log = None
     try:
-        with _stop_on_interrupt() as interrupted:
-            if step == 0 and len(
-                data.val_idx
-            ):  # the untrained model's score: what every epoch is read against
+        with StopRequests() as stop:  # from the first save on, a stop signal waits for a save to finish
+            ckpt.stop = stop
+            if resume_ckpt is None:
+                # a fresh run holds a checkpoint from the start (before metrics.jsonl): a kill at any later
+                # moment leaves a run that `--resume auto` continues, never one it would have to replace
+                ckpt.save(state, ["last"], 0, 0, best_val)
+            else:
+                ckpt.last_step = step
+            log = RunLog(
+                run_dir, config, main, progress, hook, resume_step=step if resume_ckpt is not None else 0
+            )
+            log.line(
+                f"training {config.method} on {len(data.train_idx)} windows ({len(data.val_idx)} validation) "
+                f"of H={config.horizon}, {steps_per_epoch} steps/epoch, {n_dev} {jax.devices()[0].platform} "
+                "device(s)"
+                + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
+                + f"; run dir {run_dir}"
+            )
+            if step < total_steps:
+                log.line(
+                    "compiling the train step (first call: about a minute on a CPU, seconds from the cache)"
+                )
+            test_event("start", step)
+            # the untrained model's score, what every epoch is read against (unless already asked to stop)
+            if step == 0 and len(data.val_idx) and not distributed.gather([stop.signum or 0]).any():
+                test_event("validate", step)
                 log.record({"step": 0, "epoch": 0, **validate(state)})
             while step < total_steps:
                 epoch, offset = divmod(step, steps_per_epoch)
                 order = np.random.default_rng([config.seed, epoch]).permutation(len(data.train_idx))
                 t_epoch, losses, epoch_start = time.perf_counter(), [], step
                 t_last, s_last = time.perf_counter(), step
-                stop_reason = None
+                stopped_by = None
                 for i in range(offset, steps_per_epoch):
                     if step >= total_steps:
                         break
-                    if interrupted[0]:
-                        stop_reason = "interrupted"
-                        break
-                    out_of_time = config.time_budget_s is not None and distributed.agree(
-                        time.perf_counter() - t_start > config.time_budget_s  # process 0's clock decides
+                    # one exchange per update with several processes: a signal any process received
+                    # stops them all at this step; process 0's clock decides the time budget
+                    flags = distributed.gather(
+                        [
+                            stop.signum or 0,
+                            config.time_budget_s is not None
+                            and time.perf_counter() - t_start > config.time_budget_s,
+                        ]
                     )
-                    if out_of_time and step > 0:  # at least one update, so a checkpoint exists
+                    if flags[:, 0].any():
+                        stopped_by = int(flags[:, 0].max())
+                        break
+                    if flags[0, 1] and step > 0:  # at least one update, so a checkpoint exists
                         total_steps = step  # out of time: validate and save this as the last step
                         break
                     rows = data.train_idx[order[i * config.batch : (i + 1) * config.batch]]
@@ -681,6 +779,7 @@ def train(
                     state, m = step_fn(state, X1, c, norm_dev, hyper_dev, A1)
                     step += 1
                     loss = float(m["loss"])
+                    test_event("update", step)
                     if np.isfinite(loss):
                         losses.append(loss)
                     if int(state.nonfinite) >= config.max_nonfinite:
@@ -707,13 +806,19 @@ def train(
                             }
                         )
                         log.progress(epoch, config.epochs, i + 1, steps_per_epoch, loss, rate)
-                if stop_reason == "interrupted":
-                    if step > epoch_start or "last" not in ckpt.saved:
-                        ckpt.save(state, ["last"], step, epoch, best_val)
-                    raise TrainingInterrupted(
-                        f"dynaflow train: interrupted at step {step}; saved {run_dir / 'last'} "
-                        f"(continue with --resume {run_dir})"
-                    )
+                    ends_epoch = i == steps_per_epoch - 1 or step >= total_steps
+                    if (
+                        save_every_s > 0
+                        and not ends_epoch  # the epoch's own save follows at once
+                        and time.perf_counter() - ckpt.last_time >= save_every_s
+                    ):
+                        ckpt.save(state, ["last"], step, epoch, best_val)  # mid-epoch; process 0 writes
+                if stopped_by is not None:
+                    with stop.saving_now():  # from here on a second signal changes nothing
+                        if ckpt.last_step != step:
+                            ckpt.save(state, ["last"], step, epoch, best_val)
+                        distributed.barrier("dynaflow-train-stopped")  # process 0 has written `last`
+                        raise TrainingInterrupted(_stopped_message(stopped_by, step, run_dir), stopped_by)
                 epoch_done = step % steps_per_epoch == 0 or step >= total_steps
                 if step == epoch_start:  # the budget ran out before this epoch's first update
                     break
@@ -726,6 +831,7 @@ def train(
                     "epoch_seconds": time.perf_counter() - t_epoch,
                 }
                 if len(data.val_idx):
+                    test_event("validate", step)
                     record.update(validate(state))
                 log.record(record)
                 score = record.get("val_loss", record["epoch_train_loss"])
@@ -751,7 +857,8 @@ def train(
                 )
         distributed.barrier("dynaflow-train-done")  # process 0 has written the last checkpoint
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     return TrainResult(state, run_dir, log.history, data.normalizer, model, list(ckpt.saved))
 
 

@@ -110,7 +110,9 @@ def add_parser(sub) -> None:
         "--resume",
         default=None,
         help="continue a run exactly from a checkpoint (or a run directory's last); it keeps writing to that "
-        "run's directory unless --save-dir is given",
+        "run's directory unless --save-dir is given. --resume auto --save-dir D: continue D's newest "
+        "checkpoint that loads, or start a new run when D holds none (the same command for a first start "
+        "and every requeue of a cluster job)",
     )
     g.add_argument(
         "--overwrite",
@@ -160,6 +162,8 @@ def config_from_args(args: argparse.Namespace):
     from dynaflow.train import config_from_checkpoint
 
     given = {name: getattr(args, name) for name in leaf_fields() if getattr(args, name, None) is not None}
+    if args.resume == "auto":
+        return _auto_resume(args, given)
     if args.resume:
         if args.preset:
             raise ValueError("--preset: not with --resume (the run's config is stored in its checkpoint)")
@@ -171,6 +175,44 @@ def config_from_args(args: argparse.Namespace):
         return config_from_checkpoint(ckpt, **given), ckpt
     if "data" not in given:
         raise ValueError("--data is required (or --resume a run)")
+    return TrainConfig.from_flat(**{**PRESETS[args.preset or "paper"], **given}), None
+
+
+def _auto_resume(args: argparse.Namespace, given: dict):
+    """``--resume auto``: the newest checkpoint of ``--save-dir`` that loads (one line for each one skipped),
+    or, when it holds none, a new run from the flags. Process 0 looks first (it may finish an interrupted
+    save); the others look once it has."""
+    import jax
+
+    from dynaflow import distributed
+    from dynaflow.checkpoint import latest_checkpoint
+    from dynaflow.config import PRESETS, TrainConfig
+    from dynaflow.train import config_from_checkpoint
+
+    if "save_dir" not in given:
+        raise ValueError("--resume auto needs --save-dir, the run directory to continue (or to start)")
+    if args.overwrite:
+        raise ValueError("--overwrite: not with --resume auto (it continues the run in --save-dir)")
+    main = jax.process_index() == 0
+    if not main:
+        distributed.barrier("dynaflow-resume-auto")
+    found, notes = latest_checkpoint(given["save_dir"])
+    if main:
+        for note in notes:
+            print(f"dynaflow train: --resume auto: {note}", file=sys.stderr)
+        distributed.barrier("dynaflow-resume-auto")
+    if found is not None:
+        return config_from_checkpoint(found, **given), found
+    if "data" not in given:
+        raise ValueError(
+            f"--resume auto: {given['save_dir']} holds no checkpoint to continue, so this starts a new run, "
+            "which needs --data"
+        )
+    if main:
+        print(
+            f"dynaflow train: --resume auto: no checkpoint in {given['save_dir']}; starting a new run",
+            file=sys.stderr,
+        )
     return TrainConfig.from_flat(**{**PRESETS[args.preset or "paper"], **given}), None
 
 
@@ -189,10 +231,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     from dynaflow.data.sources.gaits import start_state
+    from dynaflow.train import TrainingInterrupted
 
-    result = train(
-        config, resume=resume, progress=not args.quiet, overwrite=args.overwrite, rest_state=start_state
-    )
+    try:
+        result = train(
+            config, resume=resume, progress=not args.quiet, overwrite=args.overwrite, rest_state=start_state
+        )
+    except TrainingInterrupted as e:  # a stop signal: one line, exit 128 + its number (143 for SIGTERM)
+        print(" ".join(str(e).split()), file=sys.stderr)
+        return e.exit_code
     steps = int(result.state.step)
     if jax.process_index() == 0:
         saved = ", ".join(sorted(result.saved, key=lambda n: (n.startswith("epoch_"), n))) or "none"
