@@ -175,8 +175,8 @@ def test_resume_auto_starts_continues_skips_damaged_and_never_replaces(small_con
 
 
 def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, rollout, tmp_path):
-    """A seeded run killed at random moments in subprocesses (SIGKILL and SIGTERM, a second SIGHUP during a
-    save; during updates, the validation of the untrained model and of an epoch, between a save's two
+    """A seeded run killed at random moments in subprocesses (SIGKILL, SIGTERM, SIGUSR1, and SIGHUP twice
+    during a save; during updates, the validation of the untrained model and of an epoch, between a save's two
     renames), restarted each time with the same `--resume auto` command line: it ends
     with the weights, EMA and optimiser state of the uninterrupted run bit for bit, and after every kill
     each checkpoint on disk loads. `last` is saved by time after nearly every update
@@ -189,7 +189,7 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, rollout, t
     command = [sys.executable, "-m", "dynaflow.cli", "train", "--resume", "auto", "--save-dir", str(run)]
     command += [*cli_args(cfg, save_every_minutes=0.002), "--quiet"]
     rng = np.random.default_rng(28)
-    K, T, H = signal.SIGKILL, signal.SIGTERM, signal.SIGHUP
+    K, T, H, U = signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1
 
     def at(name, first_step=None):
         """The moment ``dynaflow-test: NAME ...`` (a validation: of the untrained model or of an epoch)."""
@@ -201,7 +201,7 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, rollout, t
         (at("validate", 0), 1, [K]),  # the untrained model's validation, before the first update
         (at("update"), rng.integers(1, 4), [T]),
         (at("rename"), rng.integers(1, 4), [K]),  # between a save's two renames: `last` is missing
-        (at("validate", 1), 1, [T]),  # an epoch's validation: it finishes, is saved, then the run stops
+        (at("validate", 1), 1, [U]),  # an epoch's validation: it finishes, is saved, then the run stops
         (at("rename"), rng.integers(1, 4), [H, H]),  # the second signal waits for the save to finish
         (at("update"), rng.integers(1, 4), [K]),
     ]
@@ -234,7 +234,7 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, rollout, t
             assert said[-1].startswith("dynaflow train: interrupted by SIG"), said
             assert said[-1].endswith(f"continue with: dynaflow train --resume {run}"), said
         every_checkpoint_loads(run)
-    assert stops == [-K, 128 + T, -K, 128 + T, 128 + H, -K]
+    assert stops == [-K, 128 + T, -K, 128 + U, 128 + H, -K]
     proc = subprocess.run(command, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     every_checkpoint_loads(run)

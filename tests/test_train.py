@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -173,6 +174,47 @@ def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tm
     diff = np.sqrt(sum(np.sum((np.asarray(b) - np.asarray(a)) ** 2) for a, b in zip(pa, pb, strict=True)))
     norm = np.sqrt(sum(np.sum(np.asarray(a) ** 2) for a in pa))
     assert diff <= 1e-4 * norm, (diff, norm)
+
+    # SIGTERM to process 1 alone while both continue the run: they agree to stop at the same step, both
+    # exit 143, and process 0 writes the one checkpoint (the compiled programs come from the cache now)
+    port = _free_port()
+    resume = [
+        sys.executable,
+        "-m",
+        "dynaflow.cli",
+        "train",
+        "--resume",
+        str(tmp_path / "p0"),
+        "--epochs",
+        "9",
+    ]
+    procs = [
+        subprocess.Popen(
+            resume
+            + ["--quiet", f"--coordinator=localhost:{port}", "--num-processes=2", f"--process-id={pid}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env(2), "DYNAFLOW_TEST_EVENTS": str(pid)},  # events from process 1 only
+        )
+        for pid in (0, 1)
+    ]
+    said = []
+    for line in procs[1].stderr:
+        said.append(line.strip())
+        if line.startswith("dynaflow-test: update 6"):
+            procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [143, 143], (outs, said)
+    line0 = outs[0][1].strip().splitlines()[-1]
+    step = load_checkpoint(tmp_path / "p0" / "last")["step"]
+    assert 6 <= step < 12
+    assert line0.startswith(f"dynaflow train: interrupted by SIGTERM at step {step}; saved "), line0
+    assert said[-1] == (
+        f"dynaflow train: process 1: interrupted by SIGTERM at step {step}; process 0 saved "
+        f"{tmp_path / 'p0' / 'last'}"
+    ), said
+    assert not (tmp_path / "p1").exists()
 
 
 def test_randomised_training_rolls_out_in_sampled_worlds(small_config, rollout):
