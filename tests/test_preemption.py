@@ -107,6 +107,25 @@ def test_stop_signals_finish_the_update_save_last_and_exit_with_their_code(
     assert {name: signal.getsignal(getattr(signal, name)) for name, _ in STOPS} == before
 
 
+def test_a_stop_signal_before_the_loop_is_one_line_too(small_config, tmp_path, capsys, monkeypatch):
+    """SIGTERM while the data are loaded (before training's handlers): one line, exit 143, nothing written."""
+    real = train_module.prepare_data
+
+    def prepare(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_module, "prepare_data", prepare)
+    cfg = small_config(epochs=1, steps_per_epoch=2)
+    assert main(["train", *cli_args(cfg), "--save-dir", str(tmp_path / "run"), "--quiet"]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "dynaflow train: interrupted by SIGTERM outside the training loop (no checkpoint was being written; "
+        "those on disk are complete)"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
 def test_time_based_checkpoints_save_last_mid_epoch(small_config, rollout, tmp_path, monkeypatch):
     """--save-every-minutes: `last` is written during an epoch once that much time has passed (never at the
     step that ends an epoch, whose own save follows); 0 saves at epoch ends only. A fresh run holds `last`

@@ -13,7 +13,7 @@ The loop reads as steps: :func:`prepare_run` (data, normaliser, model, state), :
 (``metrics.jsonl``, W&B, progress), :class:`Checkpointer` (``last``, ``best``, ``epoch_NNNN``), and the
 epoch loop in :func:`train`. Reproducibility: the per-step random key is ``fold_in(seed key, step)`` and
 epoch ``e``'s window order is a permutation drawn from ``(seed, e)``, so a run resumed from any checkpoint
-continues exactly as if it had never stopped. Ctrl-C saves ``last`` and stops cleanly.
+continues exactly as if it had never stopped. Stop signals (:class:`StopRequests`) save ``last`` first.
 """
 
 from __future__ import annotations

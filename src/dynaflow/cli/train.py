@@ -4,8 +4,12 @@ included), so a config field and its flag cannot drift apart."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import typing
+from collections.abc import Iterator
 
 from dynaflow.cli.common import add_command, parse_floats
 
@@ -216,7 +220,48 @@ def _auto_resume(args: argparse.Namespace, given: dict):
     return TrainConfig.from_flat(**{**PRESETS[args.preset or "paper"], **given}), None
 
 
+class _StoppedOutsideTheLoop(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals_outside_the_loop() -> Iterator[None]:
+    """SIGTERM, SIGHUP or SIGUSR1 before training's own handlers are in place (loading, compiling the model's
+    initialisation) or after them end the command with one line and 128 + the signal, as in the loop."""
+
+    def handler(signum, frame):
+        raise _StoppedOutsideTheLoop(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP", "SIGUSR1"):
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        with _stop_signals_outside_the_loop():
+            return _run(args)
+    except _StoppedOutsideTheLoop as e:
+        name = signal.Signals(e.signum).name
+        print(
+            f"dynaflow train: interrupted by {name} outside the training loop (no checkpoint was being "
+            "written; those on disk are complete)",
+            file=sys.stderr,
+        )
+        return 128 + e.signum
+
+
+def _run(args: argparse.Namespace) -> int:
     import jax
 
     from dynaflow.train import train
