@@ -174,9 +174,10 @@ def test_resume_auto_starts_continues_skips_damaged_and_never_replaces(small_con
     assert lines[1].split()[1] in (str(run / "best"), str(run / "epoch_0002")), lines
     assert load_checkpoint(run / "last")["step"] == 9
     # run again: nothing left to do
+    capsys.readouterr()
     assert main([*auto, "--epochs", "3"]) == 0
     assert load_checkpoint(run / "last")["step"] == 9
-    capsys.readouterr()
+    assert f"nothing left to train: {run} is at step 9, the end of its run" in capsys.readouterr().out
     # nothing loads: refused, and nothing is replaced
     for ck in [p for p in run.iterdir() if p.is_dir()]:
         (ck / "opt_state.npz").write_bytes(b"not a zip")

@@ -286,8 +286,10 @@ def _run(args: argparse.Namespace) -> int:
         print(" ".join(str(e).split()), file=sys.stderr)
         return e.exit_code
     steps = int(result.state.step)
-    if jax.process_index() == 0:
-        saved = ", ".join(sorted(result.saved, key=lambda n: (n.startswith("epoch_"), n))) or "none"
+    if jax.process_index() == 0 and not result.saved:  # a resumed run that had already finished
+        print(f"nothing left to train: {result.run_dir} is at step {steps}, the end of its run")
+    elif jax.process_index() == 0:
+        saved = ", ".join(sorted(result.saved, key=lambda n: (n.startswith("epoch_"), n)))
         print(f"trained {steps} steps; checkpoints in {result.run_dir} ({saved})")
     else:
         print(f"process {jax.process_index()}: trained {steps} steps; process 0 wrote the files")
