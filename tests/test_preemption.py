@@ -277,3 +277,13 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, tmp_path):
 def proc_signal(code: int) -> int:
     """The signal behind an exit code: -N (killed by N) or 128 + N (stopped cleanly on N)."""
     return -code if code < 0 else code - 128
+
+
+def test_every_command_exits_with_the_stopping_signals_code():
+    """A stop escaping another command that trains (`dynaflow demo`) keeps 128 + the signal."""
+    from dynaflow.cli import describe
+    from dynaflow.train import TrainingInterrupted
+
+    for name, code in STOPS:
+        e = TrainingInterrupted("dynaflow train: interrupted by X at step 3", getattr(signal, name))
+        assert describe(e) == (code, "interrupted by X at step 3")

@@ -77,7 +77,7 @@ def describe(e: BaseException) -> tuple[int, str]:
     if isinstance(e, TrainingStopped):
         return 1, _one_line(str(e).removeprefix("dynaflow train: "))
     if isinstance(e, TrainingInterrupted):
-        return 130, _one_line(str(e).removeprefix("dynaflow train: "))
+        return e.exit_code, _one_line(str(e).removeprefix("dynaflow train: "))  # 128 + the signal
     if isinstance(e, KeyboardInterrupt):
         return 130, "interrupted (Ctrl-C); files are written atomically, so none was left half-written"
     if isinstance(e, ConfigError):
