@@ -9,6 +9,7 @@ compiled step comes from the in-process or persistent cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -135,9 +136,9 @@ def test_time_based_checkpoints_save_last_mid_epoch(small_config, rollout, tmp_p
     saves = []
     real = train_module.Checkpointer._write
 
-    def write(self, state, names, step, epoch, best):
+    def write(self, state, names, step, *rest):
         saves.append((step, tuple(names)))
-        real(self, state, names, step, epoch, best)
+        real(self, state, names, step, *rest)
 
     monkeypatch.setattr(train_module.Checkpointer, "_write", write)
     kw = dict(epochs=2, steps_per_epoch=4, val_windows=16)
@@ -268,6 +269,14 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, tmp_path):
     final = load_checkpoint(run / "last", with_opt_state=True)
     assert final["step"] == 30
     assert_same_weights(final, load_checkpoint(ref / "last", with_opt_state=True))
+
+    # and the log is the uninterrupted run's (timings apart): what a kill lost is logged once, again
+    def records(path):
+        timing = ("steps_per_s", "epoch_seconds")
+        lines = (path / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
+
+    assert records(run) == records(ref)
     for name in ("epoch_0002", "epoch_0004", "best"):
         assert_same_weights(
             load_checkpoint(run / name, with_opt_state=True), load_checkpoint(ref / name, with_opt_state=True)

@@ -14,7 +14,8 @@ Layout of a checkpoint directory::
      "train": {...TrainConfig, nested: model, optim, flow, sim, log...},
      "dims": {"state_dim": 37, "action_dim": 12, "cond_dim": 7 or null},
      "normalizer": {"mean": [...], "std": [...]},
-     "progress": {"step", "epoch", "best_val_loss", "key", "skipped_updates", "nonfinite"},
+     "progress": {"step", "epoch", "best_val_loss", "key", "skipped_updates", "nonfinite",
+                  "epoch_losses" (an unfinished epoch's losses so far)},
      "versions": {...}, "files": {"params.npz": "<sha256>", ...}}
 
 Version 1 checkpoints (model and rollout settings stored beside a flat training config) still load.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -91,6 +93,7 @@ def checkpoint_meta(
     key: list[int] | None = None,
     skipped_updates: int = 0,
     nonfinite: int = 0,
+    epoch_losses: list[float] | None = None,
 ) -> dict:
     """The ``config.json`` content of a checkpoint of a run with ``config`` (hashes and versions are
     added when it is saved)."""
@@ -105,6 +108,7 @@ def checkpoint_meta(
             "key": key,
             "skipped_updates": int(skipped_updates),
             "nonfinite": int(nonfinite),
+            **({} if epoch_losses is None else {"epoch_losses": [float(v) for v in epoch_losses]}),
         },
     }
 
@@ -211,6 +215,11 @@ def _validate_meta(cfg_path: Path, config: dict) -> dict:
     _int(cfg_path, "progress.epoch", progress.get("epoch", 0))
     _int(cfg_path, "progress.skipped_updates", progress.get("skipped_updates", 0))
     _int(cfg_path, "progress.nonfinite", progress.get("nonfinite", 0))
+    losses = progress.get("epoch_losses", [])
+    if not isinstance(losses, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in losses
+    ):
+        raise _err(cfg_path, "progress.epoch_losses", "expected a list of finite numbers")
     best = progress.get("best_val_loss")
     if best is not None and (isinstance(best, bool) or not isinstance(best, int | float)):
         raise _err(cfg_path, "progress.best_val_loss", f"expected a number or null, got {best!r}")

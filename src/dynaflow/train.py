@@ -494,17 +494,34 @@ class Checkpointer:
         self.last_time = time.perf_counter()  # when ``last`` was written
         self.stop: StopRequests | None = None  # signals wait for a save to finish
 
-    def save(self, state: TrainState, names: list[str], step: int, epoch: int, best: float) -> None:
+    def save(
+        self,
+        state: TrainState,
+        names: list[str],
+        step: int,
+        epoch: int,
+        best: float,
+        epoch_losses: list[float] | None = None,
+    ) -> None:
         """Write ``names`` (each atomically) with the run's state at ``step``; a stop signal arriving
-        meanwhile waits until they are written. Only process 0 writes."""
+        meanwhile waits until they are written. Only process 0 writes. ``epoch_losses``: the losses of an
+        unfinished epoch so far (a resume logs that epoch's mean as if it had not stopped)."""
         if "last" in names:
             self.last_step, self.last_time = step, time.perf_counter()
         if not self.main:
             return
         with self.stop.saving_now() if self.stop is not None else contextlib.nullcontext():
-            self._write(state, names, step, epoch, best)
+            self._write(state, names, step, epoch, best, epoch_losses)
 
-    def _write(self, state: TrainState, names: list[str], step: int, epoch: int, best: float) -> None:
+    def _write(
+        self,
+        state: TrainState,
+        names: list[str],
+        step: int,
+        epoch: int,
+        best: float,
+        epoch_losses: list[float] | None = None,
+    ) -> None:
         host = jax.device_get(state)
         full = {"params": host.params, "normalizer": self.normalizer_vars}
         ema = {"params": host.ema, "normalizer": self.normalizer_vars}
@@ -518,6 +535,7 @@ class Checkpointer:
             key=[int(v) for v in np.asarray(host.key).ravel()],
             skipped_updates=int(host.skipped),
             nonfinite=int(host.nonfinite),
+            epoch_losses=epoch_losses,
         )
         for name in names:
             save_checkpoint(self.run_dir / name, full, ema, meta, host.opt_state)
@@ -716,6 +734,8 @@ def train(
     norm_dev = jax.device_put(normalizer_vars, replicated)
     val_key = jax.random.fold_in(run_key, 2**30)
     step = int(state.step)
+    resumed_at = step if resume_ckpt is not None else None
+    resumed_losses = [] if resume_ckpt is None else resume_ckpt["progress"].get("epoch_losses") or []
     ckpt = Checkpointer(run_dir, config, data.dataset.cond_dim, normalizer_vars, data.normalizer, main)
     validate = Validation(
         data, config, val_loss_fn, sampler, normalizer_vars, hyper_dev, val_key, data_sharding
@@ -754,6 +774,8 @@ def train(
                 epoch, offset = divmod(step, steps_per_epoch)
                 order = np.random.default_rng([config.seed, epoch]).permutation(len(data.train_idx))
                 t_epoch, losses, epoch_start = time.perf_counter(), [], step
+                if offset and step == resumed_at:  # an epoch resumed in its middle: its losses so far
+                    losses = list(resumed_losses)
                 t_last, s_last = time.perf_counter(), step
                 stopped_by = None
                 for i in range(offset, steps_per_epoch):
@@ -812,11 +834,11 @@ def train(
                         and not ends_epoch  # the epoch's own save follows at once
                         and time.perf_counter() - ckpt.last_time >= save_every_s
                     ):
-                        ckpt.save(state, ["last"], step, epoch, best_val)  # mid-epoch; process 0 writes
+                        ckpt.save(state, ["last"], step, epoch, best_val, losses)  # mid-epoch; process 0
                 if stopped_by is not None:
                     with stop.saving_now():  # from here on a second signal changes nothing
                         if ckpt.last_step != step:
-                            ckpt.save(state, ["last"], step, epoch, best_val)
+                            ckpt.save(state, ["last"], step, epoch, best_val, losses)
                         distributed.barrier("dynaflow-train-stopped")  # process 0 has written `last`
                         raise TrainingInterrupted(_stopped_message(stopped_by, step, run_dir), stopped_by)
                 epoch_done = step % steps_per_epoch == 0 or step >= total_steps
@@ -842,7 +864,14 @@ def train(
                 names = ["last", "best"] if is_best else ["last"]
                 if finished_epoch and (epoch + 1) % config.log.save_interval == 0:
                     names.append(f"epoch_{epoch + 1:04d}")
-                ckpt.save(state, names, step, epoch + 1 if finished_epoch else epoch, best_val)
+                ckpt.save(
+                    state,
+                    names,
+                    step,
+                    epoch + 1 if finished_epoch else epoch,
+                    best_val,
+                    None if finished_epoch else losses,
+                )
                 train_loss = record["epoch_train_loss"]
                 log.line(
                     f"epoch {epoch + 1}/{config.epochs} step {step}: train loss "
