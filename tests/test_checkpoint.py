@@ -250,3 +250,35 @@ def test_version_1_checkpoints_still_load(tmp_path, small_ckpt):
     assert ck["step"] == 123 and ck["sigma"] == pytest.approx(0.7) and ck["model_config"]["horizon"] == 4
     assert ck["train_config"].optim.lr == pytest.approx(1e-3) and ck["train_config"].epochs == 5
     np.testing.assert_array_equal(ck["params"]["normalizer"]["std"], np.asarray(params["normalizer"]["std"]))
+
+
+def test_latest_checkpoint_is_the_newest_that_loads(tmp_path, small_ckpt):
+    """`--resume auto`'s choice: an interrupted save of `last` is finished first, a damaged checkpoint is
+    skipped with one line saying why, and of the rest the one with the most updates wins."""
+    from dynaflow.checkpoint import latest_checkpoint
+
+    src = small_ckpt[0]
+    run = tmp_path / "run"
+    assert latest_checkpoint(run) == (None, [])  # absent
+    run.mkdir()
+    assert latest_checkpoint(run) == (None, [])  # empty
+
+    def copy(name, step):
+        shutil.copytree(src, run / name)
+        cfg = json.loads((run / name / "config.json").read_text())
+        cfg["progress"]["step"] = step  # config.json is not hashed: only the arrays are
+        (run / name / "config.json").write_text(json.dumps(cfg))
+
+    copy("epoch_0001", 50)
+    copy("best", 200)
+    params = run / "best" / "params.npz"
+    params.write_bytes(params.read_bytes()[:-10])  # damaged: skipped although it is the newest
+    copy(".last.old-1234abcd", 100)
+    copy(".last.tmp-5678ef90", 123)  # killed between the renames: `last` is missing
+    found, notes = latest_checkpoint(run)
+    assert found == run / "last" and load_checkpoint(found)["step"] == 123
+    assert len(notes) == 2, notes
+    assert "last: restored from the interrupted save (.last.tmp-5678ef90)" in notes[0]
+    assert notes[1].startswith(f"skipping {run / 'best'}: {params}: contents do not match the hash")
+    shutil.rmtree(run / "last")
+    assert latest_checkpoint(run)[0] == run / "epoch_0001"
