@@ -22,6 +22,8 @@ import mujoco
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
+from dynaflow.physics import legged as _legged
+
 with contextlib.redirect_stdout(io.StringIO()):
     # mujoco.mjx prints a notice when the optional Warp backend is missing; we never use Warp.
     from mujoco.mjx._src import collision_driver as _mjx_collision
@@ -154,6 +156,19 @@ def mjx_step_implicit(m, d):
     else:
         qacc = _solve_implicit(m, d)
     return _mjx_forward._advance(m, d.replace(qacc=qacc), d.act_dot, qacc)
+
+
+def legged_step_implicit(m, lay, template, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array):
+    """:func:`mjx_step_implicit` for a model of :func:`~dynaflow.physics.legged.legged_layout`'s shape:
+    the smooth dynamics and constraint rows of :mod:`dynaflow.physics.legged` (a few fused operations
+    per quantity instead of MJX's per-body scans), MJX's own constraint solver step, the same gradient.
+    ``template`` is ``mjx.make_data(m)``. Returns the next ``(qpos, qvel)``."""
+    s = _legged.smooth(m, lay, qpos, qvel, ctrl)
+    qacc_smooth = _spd_solve(s["M"], s["qfrc_smooth"])
+    d = template.replace(qpos=s["qpos"], qvel=qvel, qfrc_smooth=s["qfrc_smooth"], qacc_smooth=qacc_smooth)
+    d = d.tree_replace({f"_impl.{k}": s[k] for k in ("M", "efc_J", "efc_D", "efc_aref")})
+    qacc = _solve_implicit(m, d)
+    return _legged.advance(m, s["qpos"], qvel, qacc)
 
 
 def check_implicit_supported(model: mujoco.MjModel) -> None:

@@ -26,8 +26,10 @@ from dynaflow.physics.implicit import (
     LS_IMPROVED,
     LS_QACC,
     check_implicit_supported,
+    legged_step_implicit,
     mjx_step_implicit,
 )
+from dynaflow.physics.legged import LeggedLayout, legged_layout
 from dynaflow.physics.model import home_qpos, load_go2_model, simulation_model
 from dynaflow.robots.go2 import ACTION_DIM, JOINTS, NQ, SCENE_XML, STATE_DIM, TRUNK_BODY
 
@@ -108,6 +110,7 @@ class Rollout:
     remat: bool = False
     gradient: Literal["implicit", "unrolled"] = "implicit"
     scene_xml: str | None = None  # the MJCF it was built from (None: the project's own scene)
+    legged: LeggedLayout | None = None  # set: the implicit step runs dynaflow.physics.legged's stages
     _mjx_models: dict = field(default_factory=dict, repr=False)
     _jitted: object = field(init=False, repr=False)
 
@@ -153,6 +156,8 @@ class Rollout:
 
         def substep(carry, ctrl):
             qpos, qvel = carry
+            if self.legged is not None:
+                return legged_step_implicit(m, self.legged, template, qpos, qvel, ctrl)
             d = step(m, template.replace(qpos=qpos, qvel=qvel, ctrl=ctrl))
             return (d.qpos, d.qvel)
 
@@ -296,6 +301,7 @@ def create_go2_rollout(
     remat: bool = False,
     gradient: Literal["implicit", "unrolled"] = "implicit",
     default_pose=None,
+    specialised: bool = False,
 ) -> Rollout:
     """Build Phi for the Go2: ``rollout(x0, U) -> X`` (see :class:`Rollout`).
 
@@ -307,12 +313,16 @@ def create_go2_rollout(
       remat: wrap each control step in ``jax.checkpoint`` (memory ~linear in H, ~1.3x compute).
       gradient: ``"implicit"`` (fast, default) or ``"unrolled"`` (plain ``mjx.step``).
       default_pose: 12 joint angles the actions are offsets from; the ``home`` keyframe's by default.
+      specialised: with ``gradient="implicit"``, run the stages of :mod:`dynaflow.physics.legged` (the
+        same physics as MJX's stages, written for a floating base with hinge legs and sphere feet on a
+        plane, one array per quantity over the legs) when the model has that shape. Off by default: on
+        the 2-core CPU it measured no faster than MJX's stages (BENCHMARKS.md, "Update speed").
 
     Equal arguments return the same :class:`Rollout` object (per process), so every checkpoint, policy
     and command built on it shares its compiled functions (samplers, replanning) instead of compiling
     them again. Treat its models as read-only (``reference_model`` copies).
     """
-    args = (xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose)
+    args = (xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose, specialised)
     try:
         key = (
             None if xml_path is None else str(Path(xml_path).resolve()),
@@ -322,6 +332,7 @@ def create_go2_rollout(
             bool(remat),
             gradient,
             None if default_pose is None else tuple(float(v) for v in np.ravel(default_pose)),
+            bool(specialised),
         )
         hash(key)
     except (TypeError, ValueError):
@@ -331,7 +342,9 @@ def create_go2_rollout(
     return _ROLLOUTS[key]
 
 
-def _build_rollout(xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose) -> Rollout:
+def _build_rollout(
+    xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose, specialised=False
+) -> Rollout:
     if not (ctrl_dt > 0 and math.isfinite(ctrl_dt)):
         raise ValueError(f"ctrl_dt: expected a positive number of seconds, got {ctrl_dt!r}")
     if int(n_substeps) != n_substeps or n_substeps < 1:
@@ -364,4 +377,5 @@ def _build_rollout(xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient,
         remat=bool(remat),
         gradient=gradient,
         scene_xml=None if xml_path is None else str(Path(xml_path).resolve()),
+        legged=legged_layout(sim) if gradient == "implicit" and specialised else None,
     )

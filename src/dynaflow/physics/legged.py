@@ -1,0 +1,539 @@
+"""MuJoCo's smooth dynamics written for one shape of robot: a floating base with K identical hinge chains
+(legs) whose last links carry sphere feet on a plane. The Go2 is K = 4 chains of 3 hinges.
+
+MJX computes kinematics, composite inertia, bias forces and constraint Jacobians body by body (a scan over
+the tree with gathers at every level). For the batch sizes DynaFlow trains at on a CPU that costs far more
+in XLA operations, each a few microseconds of dispatch, than in arithmetic. Here every quantity of the K
+legs is one array with a leading leg axis, so each algorithm is a handful of fused element-wise operations;
+the dense mass matrix, the constraint rows (joint limits, then four pyramid edges per foot) and the
+integrator are assembled in MJX's layout and order, from the fields of an ``mjx.Model`` (so the per-sample
+models of domain randomisation flow through unchanged).
+
+The functions compute what ``mjx.step``'s stages compute for such a model, term by term (values agree to
+float rounding; ``tests/test_physics.py`` checks every stage against MJX in float64). :class:`LeggedLayout`
+says whether a model has the supported shape; :mod:`dynaflow.physics.implicit` runs the constraint solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+_FREE, _HINGE = mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_HINGE
+
+
+@dataclass(frozen=True, eq=False)
+class LeggedLayout:
+    """Static indices of a floating base (body 1) with ``legs`` chains of ``links`` hinge bodies.
+
+    ``body[k, l]``, ``dof[k, l]``, ``qpos[k, l]``: body, dof and qpos addresses of leg k's link l;
+    ``foot[k]``: the sphere geom on the last link; ``plane``: the floor geom; ``limited``: the hinge
+    joints with limits, in MJX's row order."""
+
+    body: np.ndarray
+    dof: np.ndarray
+    qpos: np.ndarray
+    jnt: np.ndarray
+    foot: np.ndarray
+    plane: int
+    limited: np.ndarray  # (n,) joint ids (MJX order), each a leg joint
+    limited_kl: np.ndarray  # (n, 2) their (leg, link)
+    frame: np.ndarray  # (3, 3) contact frame rows: floor normal, two tangents
+    plane_normal: np.ndarray
+    plane_pos: np.ndarray
+    nv: int
+
+    @property
+    def legs(self) -> int:
+        return self.body.shape[0]
+
+    @property
+    def links(self) -> int:
+        return self.body.shape[1]
+
+
+def legged_layout(model: mujoco.MjModel) -> LeggedLayout | None:
+    """The layout of ``model`` when it has the supported shape (see the module docstring), else None.
+
+    Required: body 1 is the only child of the world and carries a free joint; every other body hangs in
+    one of K chains of equal length from body 1, with one hinge each (no springs, no joint friction
+    loss); the only contacts are between one sphere on each chain's last body and a plane on the world
+    body (no pairs or excludes); position-style actuators on the hinges with joint transmission; no
+    tendons, equality constraints, sensors, activations, gravity compensation or fluid forces."""
+    m = model
+    if m.nbody < 3 or m.njnt != m.nbody - 1 or m.body_jntnum[1] != 1 or m.jnt_type[0] != _FREE:
+        return None
+    if m.body_jntadr[1] != 0 or m.body_parentid[1] != 0 or np.any(m.body_parentid[2:] == 0):
+        return None
+    if np.any(m.body_jntnum[1:] != 1) or np.any(m.jnt_type[1:] != _HINGE):
+        return None
+    if m.ntendon or m.neq or m.npair or m.nexclude or m.nsensor or m.na or m.nmocap or m.nflex:
+        return None
+    if np.any(m.jnt_stiffness != 0) or np.any(m.dof_frictionloss != 0) or np.any(m.body_gravcomp != 0):
+        return None
+    if np.any(m.opt.wind != 0) or m.opt.density != 0 or m.opt.viscosity != 0:
+        return None
+    # chains: children of body 1, each followed by exactly one child per level
+    starts = [b for b in range(2, m.nbody) if m.body_parentid[b] == 1]
+    chains = []
+    for b in starts:
+        chain = [b]
+        while True:
+            kids = [c for c in range(2, m.nbody) if m.body_parentid[c] == chain[-1]]
+            if not kids:
+                break
+            if len(kids) > 1:
+                return None
+            chain.append(kids[0])
+        chains.append(chain)
+    if not chains or len({len(c) for c in chains}) != 1 or sum(map(len, chains)) != m.nbody - 2:
+        return None
+    body = np.array(chains)
+    jnt = m.body_jntadr[body]
+    dof, qpos = m.jnt_dofadr[jnt], m.jnt_qposadr[jnt]
+    if not (np.array_equal(dof.ravel(), np.arange(6, m.nv)) and np.array_equal(qpos, dof + 1)):
+        return None
+    # contacts: sphere feet (one per chain end) against one plane on the world body
+    colliding = [g for g in range(m.ngeom) if m.geom_contype[g] or m.geom_conaffinity[g]]
+    planes = [g for g in colliding if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE and m.geom_bodyid[g] == 0]
+    spheres = [g for g in colliding if g not in planes]
+    if len(planes) != 1 or len(spheres) != len(chains):
+        return None
+    plane = planes[0]
+    foot = []
+    for chain in chains:
+        on = [g for g in spheres if m.geom_bodyid[g] == chain[-1]]
+        if len(on) != 1 or m.geom_type[on[0]] != mujoco.mjtGeom.mjGEOM_SPHERE or m.geom_condim[on[0]] != 3:
+            return None
+        foot.append(on[0])
+    if m.geom_condim[plane] != 3 or np.any(m.geom_margin[colliding] != 0) or np.any(m.geom_gap[colliding]):
+        return None
+
+    def collide(a, b):
+        ct, ca = m.geom_contype, m.geom_conaffinity
+        return bool(ct[a] & ca[b]) or bool(ct[b] & ca[a])
+
+    if not all(collide(plane, f) for f in foot) or any(collide(a, b) for a in foot for b in foot if a < b):
+        return None
+    if foot != sorted(foot) or plane > min(foot):  # MJX orders contacts (plane, foot) by geom id
+        return None
+    # actuators: one per hinge, joint transmission, fixed gain, affine bias, no dynamics
+    if m.nu != m.nv - 6 or np.any(m.actuator_trntype != mujoco.mjtTrn.mjTRN_JOINT):
+        return None
+    if not np.array_equal(m.actuator_trnid[:, 0], jnt.ravel()):
+        return None
+    if np.any(m.actuator_gaintype != mujoco.mjtGain.mjGAIN_FIXED) or np.any(m.actuator_dyntype != 0):
+        return None
+    if np.any(m.actuator_biastype != mujoco.mjtBias.mjBIAS_AFFINE) or np.any(m.jnt_actfrclimited):
+        return None
+    if np.any(m.jnt_margin != 0):
+        return None
+    limited = np.flatnonzero(m.jnt_limited[1:]) + 1
+    kl = np.argwhere(np.isin(jnt, limited))
+    order = np.argsort(jnt[kl[:, 0], kl[:, 1]])
+    # the plane's frame (world body: fixed), and MJX's contact frame for its normal
+    mat = np.zeros(9)
+    mujoco.mju_quat2Mat(mat, m.geom_quat[plane])
+    normal = mat.reshape(3, 3)[:, 2] / np.linalg.norm(mat.reshape(3, 3)[:, 2])
+    b = np.array([0.0, 1.0, 0.0]) if -0.5 < normal[1] < 0.5 else np.array([0.0, 0.0, 1.0])
+    b = b - normal * normal.dot(b)
+    b = b / np.linalg.norm(b)
+    return LeggedLayout(
+        body=body,
+        dof=dof,
+        qpos=qpos,
+        jnt=jnt,
+        foot=np.array(foot),
+        plane=plane,
+        limited=limited,
+        limited_kl=kl[order],
+        frame=np.stack([normal, b, np.cross(normal, b)]),
+        plane_normal=normal,
+        plane_pos=m.geom_pos[plane].copy(),
+        nv=m.nv,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Vector algebra on the last axis (MJX's formulas, broadcast over leading axes)
+
+
+def _cross(a, b):
+    return jnp.stack(
+        [
+            a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+            a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+            a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
+        ],
+        axis=-1,
+    )
+
+
+def _dot(a, b):
+    """Sum over the last axis; unrolled for short vectors, so XLA fuses it instead of emitting a dot."""
+    n = a.shape[-1] if a.ndim >= b.ndim else b.shape[-1]
+    if n > 6:
+        return jnp.sum(a * b, axis=-1)
+    out = a[..., 0] * b[..., 0]
+    for i in range(1, n):
+        out = out + a[..., i] * b[..., i]
+    return out
+
+
+def _qmul(u, v):
+    u0, u1, u2, u3 = (u[..., i] for i in range(4))
+    v0, v1, v2, v3 = (v[..., i] for i in range(4))
+    return jnp.stack(
+        [
+            u0 * v0 - u1 * v1 - u2 * v2 - u3 * v3,
+            u0 * v1 + u1 * v0 + u2 * v3 - u3 * v2,
+            u0 * v2 - u1 * v3 + u2 * v0 + u3 * v1,
+            u0 * v3 + u1 * v2 - u2 * v1 + u3 * v0,
+        ],
+        axis=-1,
+    )
+
+
+def _rotate(vec, quat):
+    s, u = quat[..., :1], quat[..., 1:]
+    r = 2 * (_dot(u, vec)[..., None] * u) + (s * s - _dot(u, u)[..., None]) * vec
+    return r + 2 * s * _cross(u, vec)
+
+
+def _qmat(q):
+    """Rotation matrix (…, 3, 3) of unit quaternions (…, 4)."""
+    w, x, y, z = (q[..., i] for i in range(4))
+    ww, xx, yy, zz = w * w, x * x, y * y, z * z
+    rows = [
+        [ww + xx - yy - zz, 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), ww - xx + yy - zz, 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), ww - xx - yy + zz],
+    ]
+    return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
+
+
+def _normalize(x):
+    """MJX's ``normalize_with_norm`` on the last axis (its norm has a finite gradient at zero)."""
+    zero = jnp.all(jnp.abs(x) <= 1e-8, axis=-1, keepdims=True)
+    n = jnp.where(zero, 0.0, jnp.linalg.norm(jnp.where(zero, 1.0, x), axis=-1, keepdims=True))
+    return x / (n + 1e-6 * (n == 0.0)), n[..., 0]
+
+
+def _axis_angle(axis, angle):
+    half = 0.5 * angle[..., None]
+    return jnp.concatenate([jnp.cos(half), axis * jnp.sin(half)], axis=-1)
+
+
+def _barrier(*xs):
+    """Materialise intermediate results: without it XLA's CPU fusion copies whole chains of element-wise
+    producers (the kinematics) into every consumer and recomputes them per output element."""
+    return jax.lax.optimization_barrier(xs)
+
+
+def _suffix_sum(x):
+    """Sums over links l..L-1 along axis 1 (a body's subtree within its leg), as explicit adds."""
+    parts = [x[:, -1]]
+    for link in range(x.shape[1] - 2, -1, -1):
+        parts.append(parts[-1] + x[:, link])
+    return jnp.stack(parts[::-1], axis=1)
+
+
+def _outer_sum(a, b):
+    """``a @ swapaxes(b)`` over the last axis, (…, n, k) x (…, m, k) -> (…, n, m), written element-wise
+    (unrolled over k): XLA fuses it with its neighbours, where a batched dot of a few rows is an operation
+    of its own and slow on a CPU."""
+    return _dot(a[..., :, None, :], b[..., None, :, :])
+
+
+def _matvec(a, v):
+    return _dot(a, v[..., None, :])
+
+
+# spatial vectors: (…, 6) = [angular, linear]; inertias: (3x3 about the centre, mass * offset, mass)
+
+
+def _motion_cross(u, v):
+    ua, ul, va, vl = u[..., :3], u[..., 3:], v[..., :3], v[..., 3:]
+    return jnp.concatenate([_cross(ua, va), _cross(ul, va) + _cross(ua, vl)], axis=-1)
+
+
+def _motion_cross_force(v, f):
+    va, vl, fa, fl = v[..., :3], v[..., 3:], f[..., :3], f[..., 3:]
+    return jnp.concatenate([_cross(va, fa) + _cross(vl, fl), _cross(va, fl)], axis=-1)
+
+
+def _inert_mul(inert, v):
+    rot, mpos, mass = inert
+    va, vl = v[..., :3], v[..., 3:]
+    ang = _matvec(rot, va) + _cross(mpos, vl)
+    lin = mass[..., None] * vl - _cross(mpos, va)
+    return jnp.concatenate([ang, lin], axis=-1)
+
+
+def _inert_add(a, b):
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def _inert_take(inert, index):
+    return tuple(x[index] for x in inert)
+
+
+# ------------------------------------------------------------------------------------------------
+# The stages
+
+
+def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array) -> dict:
+    """Everything ``mjx.step`` computes before the constraint solver, for one sample.
+
+    Returns ``qpos`` (its base quaternion normalised, as MJX's kinematics writes it back), the dense mass
+    matrix ``M``, ``qfrc_smooth`` (passive - bias + actuator forces), and the constraint rows ``efc_J``,
+    ``efc_D`` and ``efc_aref`` (joint limits, then each foot's four pyramid edges)."""
+    K, L = lay.legs, lay.links
+    dtype = qpos.dtype
+    body = lay.body
+
+    # -- kinematics --------------------------------------------------------------------------
+    quat0, _ = _normalize(qpos[3:7])
+    qpos = qpos.at[3:7].set(quat0)
+    pos0 = qpos[:3]
+    q = qpos[7:].reshape(K, L)
+    qd = qvel[6:].reshape(K, L)
+    angle = q - m.qpos0[7:].reshape(K, L)
+    jnt_pos = m.jnt_pos[lay.jnt]
+    jnt_axis = m.jnt_axis[lay.jnt]
+    bpos, bquat = m.body_pos[body], m.body_quat[body]
+    xpos, xquat, anchor, axis = [], [], [], []
+    ppos, pquat = jnp.broadcast_to(pos0, (K, 3)), jnp.broadcast_to(quat0, (K, 4))
+    for link in range(L):
+        pos = ppos + _rotate(bpos[:, link], pquat)
+        quat = _qmul(pquat, bquat[:, link])
+        anc = _rotate(jnt_pos[:, link], quat) + pos
+        axis.append(_rotate(jnt_axis[:, link], quat))
+        quat = _qmul(quat, _axis_angle(jnt_axis[:, link], angle[:, link]))
+        pos = anc - _rotate(jnt_pos[:, link], quat)
+        anchor.append(anc)
+        xpos.append(pos)
+        xquat.append(quat)
+        ppos, pquat = pos, quat
+    xpos, xquat = jnp.stack(xpos, 1), jnp.stack(xquat, 1)  # (K, L, 3), (K, L, 4)
+    anchor, axis = jnp.stack(anchor, 1), jnp.stack(axis, 1)
+    xmat0 = _qmat(quat0)
+    xipos0 = pos0 + _rotate(m.body_ipos[1], quat0)
+    ximat0 = _qmat(_qmul(quat0, m.body_iquat[1]))
+    xipos = xpos + _rotate(m.body_ipos[body], xquat)
+    ximat = _qmat(_qmul(xquat, m.body_iquat[body]))
+    xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat = _barrier(
+        xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat
+    )
+
+    # -- com_pos: the robot's centre of mass, inertias and motion axes about it -------------------
+    mass0, mass = m.body_mass[1], m.body_mass[body]
+    com = (mass0 * xipos0 + jnp.sum(mass[..., None] * xipos, axis=(0, 1))) / jnp.maximum(
+        mass0 + jnp.sum(mass), mujoco.mjMINVAL
+    )
+
+    def cinert(ximat, inertia, off, mass):
+        rot = _outer_sum(ximat * inertia[..., None, :], ximat)  # R diag(I) R^T
+        h = _dot(off, off)[..., None, None] * jnp.eye(3, dtype=dtype) - off[..., :, None] * off[..., None, :]
+        return rot + h * mass[..., None, None], off * mass[..., None], mass
+
+    inert0 = cinert(ximat0, m.body_inertia[1], xipos0 - com, mass0)
+    inert = cinert(ximat, m.body_inertia[body], xipos - com, mass)  # (K, L, ...)
+    off0 = com - pos0
+    cdof_free = jnp.concatenate(
+        [
+            jnp.eye(3, 6, 3, dtype=dtype),
+            jnp.concatenate([xmat0.T, _cross(xmat0.T, off0)], axis=-1),
+        ]
+    )  # (6, 6): rows are dofs
+    cdof = jnp.concatenate([axis, _cross(axis, com - anchor)], axis=-1)  # (K, L, 6)
+    com, inert0, inert, cdof_free, cdof = _barrier(com, inert0, inert, cdof_free, cdof)
+
+    # -- crb: composite inertias and the dense mass matrix ---------------------------------------
+    crb = tuple(_suffix_sum(x) for x in inert)  # subtree sums along each leg
+    crb0 = _inert_add(inert0, tuple(jnp.sum(x[:, 0], axis=0) for x in crb))
+    f_free = _inert_mul(crb0, cdof_free)  # (6, 6)
+    m_ff = jnp.tril(_outer_sum(f_free, cdof_free))
+    m_ff = m_ff + jnp.tril(m_ff, -1).T
+    f_leg = _inert_mul(crb, cdof)  # (K, L, 6)
+    m_lf = _outer_sum(f_leg, cdof_free)  # (K, L, 6)
+    m_ll = _outer_sum(f_leg, cdof) * jnp.tril(jnp.ones((L, L), dtype))  # (K, L, L), l' <= l
+    m_ll = m_ll + jnp.swapaxes(m_ll, -1, -2) * (1 - jnp.eye(L, dtype=dtype))
+    eye_k = jnp.eye(K, dtype=dtype)
+    m_legs = (m_ll[:, :, None, :] * eye_k[:, None, :, None]).reshape(K * L, K * L)
+    m_lf = m_lf.reshape(K * L, 6)
+    m_ff, m_lf, m_legs = _barrier(m_ff, m_lf, m_legs)
+    mass_matrix = jnp.concatenate(
+        [jnp.concatenate([m_ff, m_lf.T], axis=1), jnp.concatenate([m_lf, m_legs], axis=1)]
+    ) + jnp.diag(m.dof_armature)
+
+    # -- velocities, bias forces (RNE without acceleration), passive and actuator forces --------
+    cvel0 = jnp.sum(cdof_free[:3] * qvel[:3, None], axis=0)
+    cdof_dot_free = _motion_cross(cvel0, cdof_free[3:])
+    cvel0 = cvel0 + jnp.sum(cdof_free[3:] * qvel[3:6, None], axis=0)
+    gravity = jnp.concatenate([jnp.zeros(3, dtype), -m.opt.gravity.astype(dtype)])
+    cacc0 = gravity + jnp.sum(cdof_dot_free * qvel[3:6, None], axis=0)
+    cvel, cacc = [], []
+    pvel, pacc = jnp.broadcast_to(cvel0, (K, 6)), jnp.broadcast_to(cacc0, (K, 6))
+    for link in range(L):
+        dot = _motion_cross(pvel, cdof[:, link])
+        pvel = pvel + cdof[:, link] * qd[:, link, None]
+        pacc = pacc + dot * qd[:, link, None]
+        cvel.append(pvel)
+        cacc.append(pacc)
+    cvel, cacc = jnp.stack(cvel, 1), jnp.stack(cacc, 1)
+
+    def body_force(inert, cacc, cvel):
+        return _inert_mul(inert, cacc) + _motion_cross_force(cvel, _inert_mul(inert, cvel))
+
+    cvel, cacc = _barrier(cvel, cacc)
+    frc = body_force(inert, cacc, cvel)
+    cfrc = _suffix_sum(frc)  # (K, L, 6) subtree sums
+    cfrc0 = body_force(inert0, cacc0, cvel0) + jnp.sum(cfrc[:, 0], axis=0)
+    bias = jnp.concatenate([_dot(cdof_free, cfrc0), _dot(cdof, cfrc).ravel()])
+    passive = -m.dof_damping * qvel
+
+    ctrl = jnp.where(
+        m.actuator_ctrllimited,
+        jnp.clip(ctrl, m.actuator_ctrlrange[:, 0], m.actuator_ctrlrange[:, 1]),
+        ctrl,
+    )
+    gear = m.actuator_gear[:, 0]
+    length, velocity = gear * qpos[7:], gear * qvel[6:]
+    force = m.actuator_gainprm[:, 0] * ctrl + (
+        m.actuator_biasprm[:, 0] + m.actuator_biasprm[:, 1] * length + m.actuator_biasprm[:, 2] * velocity
+    )
+    force = jnp.where(
+        m.actuator_forcelimited,
+        jnp.clip(force, m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1]),
+        force,
+    )
+    actuator = jnp.concatenate([jnp.zeros(6, dtype), gear * force])
+    qfrc_smooth = passive - bias + actuator
+
+    # -- constraint rows: joint limits, then each foot's pyramid --------------------------------
+    rows_j, rows_pos_aref, rows_pos, rows_inv, rows_ref, rows_imp = [], [], [], [], [], []
+    if len(lay.limited):
+        lk, ll = lay.limited_kl[:, 0], lay.limited_kl[:, 1]
+        jr = m.jnt_range[lay.limited]
+        ql = q[lk, ll]
+        dmin, dmax = ql - jr[:, 0], jr[:, 1] - ql
+        pos = jnp.minimum(dmin, dmax) - m.jnt_margin[lay.limited]
+        active = pos < 0
+        sign = jnp.where(dmin < dmax, 1.0, -1.0).astype(dtype)
+        cols = lay.dof[lk, ll]
+        jac = jnp.zeros((len(cols), lay.nv), dtype).at[jnp.arange(len(cols)), cols].set(sign * active)
+        rows_j.append(jac)
+        rows_pos_aref.append(pos * active)
+        rows_pos.append(pos)
+        rows_inv.append(m.dof_invweight0[cols])
+        rows_ref.append(m.jnt_solref[lay.limited])
+        rows_imp.append(m.jnt_solimp[lay.limited])
+
+    foot = lay.foot
+    radius = m.geom_size[foot, 0]
+    sphere = xpos[:, -1] + _rotate(m.geom_pos[foot], xquat[:, -1])  # (K, 3)
+    normal = jnp.asarray(lay.plane_normal, dtype)
+    dist = _dot(sphere - jnp.asarray(lay.plane_pos, dtype), normal) - radius
+    point = sphere - normal * (radius + 0.5 * dist)[:, None]
+    offset = point - com  # (K, 3)
+    frame = jnp.asarray(lay.frame, dtype)
+    # Jacobian of each contact point: the free dofs, then its own leg's dofs
+    jp_free = cdof_free[None, :, 3:] + _cross(cdof_free[None, :, :3], offset[:, None])  # (K, 6, 3)
+    jp_leg = cdof[:, :, 3:] + _cross(cdof[:, :, :3], offset[:, None])  # (K, L, 3)
+    d_free = jnp.swapaxes(_outer_sum(jp_free, frame), -1, -2)  # (K, 3, 6)
+    d_leg = jnp.swapaxes(_outer_sum(jp_leg, frame), -1, -2)  # (K, 3, L)
+    d_leg = (d_leg[:, :, None, :] * eye_k[:, None, :, None]).reshape(K, 3, K * L)
+    d_free, d_leg = _barrier(d_free, d_leg)
+    diff = jnp.concatenate([d_free, d_leg], axis=-1)  # (K, 3, nv)
+    # the pair's parameters as MJX's collision driver mixes them: (plane, foot), priority first
+    friction, solref, solimp = _contact_params(m, lay.plane, foot)
+    mu = friction[:, 0]
+    sgn = jnp.asarray([1.0, -1.0, 1.0, -1.0], dtype)
+    fri = mu[:, None] * sgn  # (K, 4)
+    edges = diff[:, :1] + diff[:, jnp.array([1, 1, 2, 2])] * fri[..., None]  # (K, 4, nv)
+    pos = dist
+    active = pos < 0
+    rows_j.append((edges * active[:, None, None]).reshape(4 * K, lay.nv))
+    rows_pos_aref.append(jnp.repeat(pos * active, 4))
+    rows_pos.append(jnp.repeat(pos, 4))
+    iw = m.body_invweight0[body[:, -1], 0] + m.body_invweight0[0, 0]
+    iw = iw + mu * mu * iw
+    iw = iw * 2 * mu * mu / m.opt.impratio
+    rows_inv.append(jnp.repeat(iw, 4))
+    rows_ref.append(jnp.repeat(solref, 4, axis=0))
+    rows_imp.append(jnp.repeat(solimp, 4, axis=0))
+
+    rows_j = _barrier(*rows_j)
+    efc_j = jnp.concatenate(rows_j)
+    pos_aref, pos_imp = jnp.concatenate(rows_pos_aref), jnp.concatenate(rows_pos)
+    k, b, imp = _kbi(m, jnp.concatenate(rows_ref), jnp.concatenate(rows_imp), pos_imp)
+    r = jnp.maximum(jnp.concatenate(rows_inv) * (1 - imp) / imp, mujoco.mjMINVAL)
+    aref = -b * _dot(efc_j, qvel) - k * imp * pos_aref
+    return {
+        "qpos": qpos,
+        "M": mass_matrix,
+        "qfrc_smooth": qfrc_smooth,
+        "efc_J": efc_j,
+        "efc_D": 1 / r,
+        "efc_aref": aref,
+    }
+
+
+def _contact_params(m, plane: int, foot: np.ndarray):
+    """Friction, solref and solimp of the (plane, foot) pairs, as MJX's collision driver mixes them."""
+    eps = mujoco.mjMINVAL
+    s1, s2 = m.geom_solmix[plane], m.geom_solmix[foot]
+    mix = s1 / (s1 + s2)
+    mix = jnp.where((s1 < eps) & (s2 < eps), 0.5, mix)
+    mix = jnp.where((s1 < eps) & (s2 >= eps), 0.0, mix)
+    mix = jnp.where((s1 >= eps) & (s2 < eps), 1.0, mix)[:, None]
+    friction = jnp.maximum(m.geom_friction[plane], m.geom_friction[foot])
+    r1, r2 = m.geom_solref[plane], m.geom_solref[foot]
+    standard = mix * r1 + (1 - mix) * r2
+    solref = jnp.where((r1[..., :1] > 0) & (r2[:, :1] > 0), standard, jnp.minimum(r1, r2))
+    solimp = mix * m.geom_solimp[plane] + (1 - mix) * m.geom_solimp[foot]
+    p1, p2 = np.asarray(m.geom_priority)[plane], np.asarray(m.geom_priority)[foot]
+    take = np.where(p1 > p2, plane, foot)
+    differ = jnp.asarray(p1 != p2)[:, None]
+    friction = jnp.where(differ, m.geom_friction[take], friction)
+    solref = jnp.where(differ, m.geom_solref[take], solref)
+    solimp = jnp.where(differ, m.geom_solimp[take], solimp)
+    return friction, solref, solimp
+
+
+def _kbi(m, solref, solimp, pos):
+    """Stiffness, damping and impedance of each row (MJX's ``constraint._kbi``, vectorised)."""
+    timeconst, dampratio = solref[:, 0], solref[:, 1]
+    if not m.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_REFSAFE:
+        timeconst = jnp.maximum(timeconst, 2 * m.opt.timestep)
+    dmin = jnp.clip(solimp[:, 0], mujoco.mjMINIMP, mujoco.mjMAXIMP)
+    dmax = jnp.clip(solimp[:, 1], mujoco.mjMINIMP, mujoco.mjMAXIMP)
+    width = jnp.maximum(mujoco.mjMINVAL, solimp[:, 2])
+    mid = jnp.clip(solimp[:, 3], mujoco.mjMINIMP, mujoco.mjMAXIMP)
+    power = jnp.maximum(1, solimp[:, 4])
+    k = 1 / (dmax * dmax * timeconst * timeconst * dampratio * dampratio)
+    b = 2 / (dmax * timeconst)
+    k = jnp.where(solref[:, 0] <= 0, -solref[:, 0] / (dmax * dmax), k)
+    b = jnp.where(solref[:, 1] <= 0, -solref[:, 1] / dmax, b)
+    x = jnp.abs(pos) / width
+    imp_a = (1.0 / jnp.power(mid, power - 1)) * jnp.power(x, power)
+    imp_b = 1 - (1.0 / jnp.power(1 - mid, power - 1)) * jnp.power(1 - x, power)
+    imp = dmin + jnp.where(x < mid, imp_a, imp_b) * (dmax - dmin)
+    imp = jnp.clip(imp, dmin, dmax)
+    return k, b, jnp.where(x > 1.0, dmax, imp)
+
+
+def advance(m, qpos: jax.Array, qvel: jax.Array, qacc: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Semi-implicit Euler (MJX's ``_advance`` for a free joint and hinges): velocities first, then
+    positions with the new velocities; the base quaternion is integrated and normalised."""
+    dt = m.opt.timestep
+    qvel = qvel + qacc * dt
+    pos = qpos[:3] + dt * qvel[:3]
+    axis, norm = _normalize(qvel[3:6])
+    quat, _ = _normalize(_qmul(qpos[3:7], _axis_angle(axis, dt * norm)))
+    return jnp.concatenate([pos, quat, qpos[7:] + dt * qvel[6:]]), qvel
