@@ -80,11 +80,17 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def data_mesh():
-    """A 1-D ``data`` mesh over every device of every process, ordered by (process, device id)."""
+def data_mesh(batch: int | None = None):
+    """A 1-D ``data`` mesh over every device of every process, ordered by (process, device id). With one
+    process and a ``batch`` size, over the most of its devices that divide the batch
+    (:func:`dynaflow.platform.data_devices`: a core per device need not divide every batch)."""
     import jax
 
+    from dynaflow.platform import data_devices
+
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    if jax.process_count() == 1:
+        devices = data_devices(devices, batch)
     counts = dict(Counter(d.process_index for d in devices))
     if len(set(counts.values())) > 1:
         raise RuntimeError(f"every process needs the same number of devices, got {counts} (process: count)")

@@ -659,13 +659,14 @@ def train(
         )
     data = prepare_data(config, dataset, None if resume_ckpt is None else resume_ckpt["normalizer"])
 
-    n_dev = jax.device_count()  # every device of every process (see dynaflow.distributed)
+    # every device of every process, or with one process the most of its devices that divide the batch
+    mesh = distributed.data_mesh(config.batch)
+    n_dev = mesh.size
     if config.batch % n_dev:
         raise ValueError(
             f"--batch {config.batch} must be divisible by the {n_dev} devices"
             + (f" of {jax.process_count()} processes" if jax.process_count() > 1 else "")
         )
-    mesh = distributed.data_mesh()
     main = distributed.is_main()  # only process 0 writes checkpoints, metrics and logs
     data_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())

@@ -26,6 +26,7 @@ from dynaflow.cli import (
     train,
 )
 from dynaflow.cli.common import ArgumentParser, HelpFormatter
+from dynaflow.platform import configure_cpu
 from dynaflow.runtime import debug, enable_compilation_cache
 
 #: The command groups, in the order ``dynaflow --help`` lists them (the pipeline's order).
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dynaflow`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    configure_cpu()  # before anything creates JAX's backend: one CPU device per core
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["dynaflow", *argv])  # reports record what produced them
     name = " ".join(filter(None, [args.command, getattr(args, "subcommand", None)]))
