@@ -38,6 +38,48 @@ def compile_time(fn, *args) -> tuple[object, float]:
     return compiled, time.perf_counter() - t0
 
 
+def demo_step(batch: int, horizon: int, d_model: int, n_heads: int, depth: int, dropout: float = 0.0):
+    """The jitted train step ``dynaflow train`` runs (sharded over this process's devices like it), its
+    state and the arguments of one update on random smooth demonstrations: ``(step, state, args)``, called
+    as ``state, metrics = step(state, *args)``. Defaults to the demo's dropout (0)."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from dynaflow import distributed
+
+    rollout = create_go2_rollout()
+    rng = np.random.default_rng(0)
+    U_demo = random_smooth_actions(rng, batch, horizon, 0.8)
+    X1 = np.asarray(rollout(np.tile(rollout.home_state(), (batch, 1)), U_demo), np.float32)
+    cond = rng.normal(size=(batch, 7)).astype(np.float32)
+    config = TrainConfig.from_flat(
+        data="-", batch=batch, horizon=horizon, d_model=d_model, n_heads=n_heads, depth=depth, lr=1e-3
+    )
+    model, variables = create_action_predictor(
+        horizon=horizon, d_model=d_model, n_heads=n_heads, depth=depth, cond_dim=7, dropout=dropout
+    )
+    params = variables["params"]
+    mesh = distributed.data_mesh()
+    rows, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        ema=jax.tree.map(jnp.copy, params),
+        opt_state=init_opt_state(params),
+        key=jax.random.PRNGKey(0),
+        nonfinite=jnp.zeros((), jnp.int32),
+        skipped=jnp.zeros((), jnp.int32),
+    )
+    args = (
+        jax.device_put(X1, rows),
+        jax.device_put(cond, rows),
+        jax.device_put(variables["normalizer"], replicated),
+        jax.device_put(jax.tree.map(jnp.asarray, hyperparameters(config, 10_000)), replicated),
+    )
+    step = jax.jit(make_train_step(model, rollout), donate_argnums=0)
+    return step, jax.device_put(state, replicated), args
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)

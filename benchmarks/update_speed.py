@@ -1,0 +1,203 @@
+"""Training updates per second, side by side: checkouts and device layouts timed in alternation.
+
+    git worktree add /tmp/base dbda79f
+    python benchmarks/update_speed.py --config base=/tmp/base --config now=.          # the issue's A/B
+    python benchmarks/update_speed.py --config plain=.:none --config tuned=.          # layouts, one checkout
+
+Each ``--config NAME=CHECKOUT[:LAYOUT]`` starts one worker process that imports ``dynaflow`` from
+``CHECKOUT/src``, builds the demo-size train step (``--preset cpu``: B 32, H 16, d 128, 4 heads, depth 2,
+no dropout; the bundled demo's loss), compiles it, and waits. The parent then asks the workers in turn
+for ``--chunk`` updates each, ``--rounds`` times, so a noisy neighbour slows every configuration alike.
+An update is what ``dynaflow train``'s loop does per step: put a host batch on the devices, run the step,
+read the loss back. LAYOUT is ``auto`` (default: :func:`dynaflow.platform.configure_cpu`, as the CLI
+does, when the checkout has it), ``none`` (JAX's defaults) or an XLA_FLAGS string.
+
+Prints per-update medians, updates/s, each configuration's speed-up over the first, the compile times,
+and each worker's losses (same seed and batches: a check that the work is the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def worker(args) -> None:
+    """One configuration: compile the demo-size step, then run chunks of updates on request."""
+    if args.layout == "auto":
+        try:
+            from dynaflow.platform import configure_cpu
+
+            configure_cpu()
+        except ImportError:  # a checkout from before the module existed: JAX's defaults
+            pass
+    elif args.layout != "none":
+        os.environ["XLA_FLAGS"] = args.layout
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    import dynaflow
+    from dynaflow import distributed
+    from dynaflow.config import TrainConfig
+    from dynaflow.methods import create_action_predictor
+    from dynaflow.physics import create_go2_rollout, random_smooth_actions
+    from dynaflow.train import TrainState, hyperparameters, init_opt_state, make_train_step
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    B, H = args.batch, 16
+    rollout = create_go2_rollout()
+    rng = np.random.default_rng(0)
+    n_windows = 8 * B
+    U = random_smooth_actions(rng, n_windows, H, 0.8)
+    X = np.asarray(rollout(np.tile(rollout.home_state(), (n_windows, 1)), U), np.float32)
+    C = rng.normal(size=(n_windows, 7)).astype(np.float32)
+    config = TrainConfig.from_flat(data="-", batch=B, horizon=H, d_model=128, n_heads=4, depth=2, lr=1e-3)
+    model, variables = create_action_predictor(
+        horizon=H, d_model=128, n_heads=4, depth=2, cond_dim=7, dropout=0
+    )
+    params = variables["params"]
+    try:
+        mesh = distributed.data_mesh(B)
+    except TypeError:  # before data_mesh took the batch: every device
+        mesh = distributed.data_mesh()
+    rows, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        ema=jax.tree.map(jnp.copy, params),
+        opt_state=init_opt_state(params),
+        key=jax.random.PRNGKey(0),
+        nonfinite=jnp.zeros((), jnp.int32),
+        skipped=jnp.zeros((), jnp.int32),
+    )
+    state = jax.device_put(state, replicated)
+    norm = jax.device_put(variables["normalizer"], replicated)
+    hyper = jax.device_put(jax.tree.map(jnp.asarray, hyperparameters(config, 10_000)), replicated)
+    step = jax.jit(make_train_step(model, rollout), donate_argnums=0)
+    done = 0
+
+    def update(state):
+        nonlocal done
+        i = (done % 8) * B
+        state, m = step(
+            state, jax.device_put(X[i : i + B], rows), jax.device_put(C[i : i + B], rows), norm, hyper
+        )
+        done += 1
+        return state, float(m["loss"])
+
+    t0 = time.perf_counter()
+    state, loss = update(state)
+    compile_s = time.perf_counter() - t0
+    losses = [loss]
+    info = {
+        "dynaflow": str(Path(dynaflow.__file__).resolve().parent),
+        "devices": mesh.size,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compile_s": compile_s,
+    }
+    print(json.dumps(info), flush=True)
+    for line in sys.stdin:
+        n = int(line)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            state, loss = update(state)
+            losses.append(loss)
+        print(json.dumps({"seconds": time.perf_counter() - t0, "losses": losses[-n:]}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", action="append", default=[], help="NAME=CHECKOUT[:LAYOUT]")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--chunk", type=int, default=10, help="updates per turn")
+    ap.add_argument("--warmup", type=int, default=5, help="updates per worker before timing")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--layout", default="auto", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+    if not args.config:
+        ap.error("give at least one --config NAME=CHECKOUT[:LAYOUT]")
+
+    workers = {}
+    for spec in args.config:
+        name, _, rest = spec.partition("=")
+        checkout, _, layout = rest.partition(":")
+        src = Path(checkout).resolve() / "src"
+        if not (src / "dynaflow").is_dir():
+            raise SystemExit(f"--config {spec}: {src}/dynaflow not found")
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        env["PYTHONPATH"] = str(src)
+        layout = layout or "auto"
+        cmd = [sys.executable, __file__, "--worker", "--batch", str(args.batch), f"--layout={layout}"]
+        workers[name] = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+    info = {}
+    for name, p in workers.items():  # they compile one after another's start, in parallel; wait for all
+        line = p.stdout.readline()
+        if not line:
+            for other in workers.values():
+                other.kill()
+            raise SystemExit(f"worker {name} failed (exit {p.wait()})")
+        info[name] = json.loads(line)
+
+    def turn(p, n):
+        p.stdin.write(f"{n}\n")
+        p.stdin.flush()
+        return json.loads(p.stdout.readline())
+
+    for p in workers.values():
+        turn(p, args.warmup)
+    times = {name: [] for name in workers}
+    losses = {name: [] for name in workers}
+    for _ in range(args.rounds):
+        for name, p in workers.items():
+            r = turn(p, args.chunk)
+            times[name].append(r["seconds"] / args.chunk)
+            losses[name] += r["losses"]
+    for p in workers.values():
+        p.stdin.close()
+        p.wait()
+
+    first = next(iter(workers))
+    base = float(np.median(times[first]))
+    print(
+        f"updates at B={args.batch}, H=16, d 128 (demo size), {platform.machine()}, {os.cpu_count()} cores;"
+    )
+    print(f"{args.rounds} rounds of {args.chunk} updates per configuration, in alternation")
+    result = {}
+    for name in workers:
+        med = float(np.median(times[name]))
+        result[name] = {
+            **info[name],
+            "ms_per_update_median": med * 1e3,
+            "ms_per_update_min": float(np.min(times[name])) * 1e3,
+            "updates_per_s": 1 / med,
+            "speedup_vs_first": base / med,
+            "first_losses": losses[name][:5],
+        }
+        print(
+            f"  {name:10s} {med * 1e3:7.1f} ms/update (min {np.min(times[name]) * 1e3:6.1f})  "
+            f"{1 / med:6.2f} updates/s  x{base / med:4.2f}  devices {info[name]['devices']}  "
+            f"compile {info[name]['compile_s']:5.1f} s  {info[name]['dynaflow']}"
+        )
+    print("first losses:", {k: [round(x, 5) for x in v["first_losses"]] for k, v in result.items()})
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
