@@ -236,6 +236,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from dynaflow.platform import configure_cpu
+
+    configure_cpu()  # the layout dynaflow train runs with (DYNAFLOW_CPU_DEVICES=1: JAX's defaults)
     jax.config.update("jax_enable_compilation_cache", False)
     np.set_printoptions(precision=3)
     main()

@@ -64,13 +64,20 @@ def test_configure_cpu_does_nothing_once_jax_has_started():
     assert _python(code, DYNAFLOW_CPU_DEVICES="2") == "0"
 
 
-def test_the_cli_sets_the_layout_before_jax_starts():
+def test_the_cli_sets_the_layout_for_training_commands_only():
     code = (
-        "import os; from dynaflow.cli import main\n"
-        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "import os, sys; from dynaflow.cli import main\n"
+        "main(sys.argv[1:])\n"
         "print(os.environ.get('XLA_FLAGS', ''))"
     )
-    assert "--xla_force_host_platform_device_count=2" in _python(code, DYNAFLOW_CPU_DEVICES="2")
+    flag = "--xla_force_host_platform_device_count=2"
+    # both commands fail at once on the missing file, after the layout is chosen and before JAX starts
+    assert flag in _python(
+        f"import sys; sys.argv[1:] = ['train', '--data', 'no.npz']\n{code}", DYNAFLOW_CPU_DEVICES="2"
+    )
+    assert flag not in _python(
+        f"import sys; sys.argv[1:] = ['generate', '--checkpoint', 'no']\n{code}", DYNAFLOW_CPU_DEVICES="2"
+    )
 
 
 # ------------------------------------------------------------------------------------------------

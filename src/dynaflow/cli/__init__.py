@@ -32,6 +32,11 @@ from dynaflow.runtime import debug, enable_compilation_cache
 #: The command groups, in the order ``dynaflow --help`` lists them (the pipeline's order).
 COMMANDS = (physics, data, teacher, train, sample, evaluate, render, generate, export, demo)
 
+#: The commands that train DynaFlow, which split each batch over one CPU device per core
+#: (:mod:`dynaflow.platform`); the others keep JAX's one-device layout (Brax's PPO teacher would pmap
+#: over every device, and sampling, evaluation and rendering run on one device either way).
+CORE_PER_DEVICE = ("train", "demo")
+
 DESCRIPTION = (
     "DynaFlow: dynamics-embedded flow matching for the Unitree Go2. Turns state-only demonstrations into "
     "a generative model whose every motion is a simulator rollout of its own actions. Start with "
@@ -53,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dynaflow`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    configure_cpu()  # before anything creates JAX's backend: one CPU device per core
     args = build_parser().parse_args(argv)
+    if args.command in CORE_PER_DEVICE:
+        configure_cpu()  # before anything creates JAX's backend: one CPU device per core
     args.command_line = shlex.join(["dynaflow", *argv])  # reports record what produced them
     name = " ".join(filter(None, [args.command, getattr(args, "subcommand", None)]))
     try:
