@@ -65,19 +65,20 @@ def test_configure_cpu_does_nothing_once_jax_has_started():
 
 
 def test_the_cli_sets_the_layout_for_training_commands_only():
+    """`dynaflow train` and `demo` as commands; never `main(argv)` called from a Python program (the
+    caller's JAX layout is its own)."""
     code = (
         "import os, sys; from dynaflow.cli import main\n"
-        "main(sys.argv[1:])\n"
+        "sys.argv[1:] = {argv!r}\n"
+        "main({call})\n"
         "print(os.environ.get('XLA_FLAGS', ''))"
     )
     flag = "--xla_force_host_platform_device_count=2"
-    # both commands fail at once on the missing file, after the layout is chosen and before JAX starts
-    assert flag in _python(
-        f"import sys; sys.argv[1:] = ['train', '--data', 'no.npz']\n{code}", DYNAFLOW_CPU_DEVICES="2"
-    )
-    assert flag not in _python(
-        f"import sys; sys.argv[1:] = ['generate', '--checkpoint', 'no']\n{code}", DYNAFLOW_CPU_DEVICES="2"
-    )
+    train, generate = ["train", "--data", "no.npz"], ["generate", "--checkpoint", "no"]
+    # each fails at once on the missing file: after the layout is chosen, before JAX starts
+    assert flag in _python(code.format(argv=train, call=""), DYNAFLOW_CPU_DEVICES="2")
+    assert flag not in _python(code.format(argv=generate, call=""), DYNAFLOW_CPU_DEVICES="2")
+    assert flag not in _python(code.format(argv=train, call=repr(train)), DYNAFLOW_CPU_DEVICES="2")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -57,10 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dynaflow`` console script."""
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.command in CORE_PER_DEVICE:
-        configure_cpu()  # before anything creates JAX's backend: one CPU device per core
+    if from_command_line and args.command in CORE_PER_DEVICE:
+        # before anything creates JAX's backend: one CPU device per core. Only for a process of its own
+        # (the console script, python -m dynaflow.cli): main(argv) called from Python keeps its caller's
+        # JAX layout
+        configure_cpu()
     args.command_line = shlex.join(["dynaflow", *argv])  # reports record what produced them
     name = " ".join(filter(None, [args.command, getattr(args, "subcommand", None)]))
     try:
