@@ -59,6 +59,9 @@ def main() -> None:
     ap.add_argument("--memory-horizons", type=int, nargs="*", default=[16, 64, 128])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--skip-unrolled", action="store_true", help="skip the plain mjx.step gradient")
+    ap.add_argument(
+        "--specialised", action="store_true", help="Φ on dynaflow.physics.legged's stages (specialised=True)"
+    )
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args()
     jax.config.update("jax_enable_compilation_cache", False)
@@ -69,7 +72,7 @@ def main() -> None:
         f"({dev.platform}), jax {jax.__version__}, mujoco {mujoco.__version__}"
     )
     out: dict = {"device": dev.device_kind, "platform": dev.platform}
-    r = create_go2_rollout()
+    r = create_go2_rollout(specialised=args.specialised)
     H = args.horizon
     x_home = r.home_state()
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dynaflow"
 
 #: Layers, lowest first: a module may import from its own layer or any lower one, never a higher one.
 LAYERS = [
-    ["robots", "runtime", "jsonio", "fileio", "version"],
+    ["robots", "runtime", "platform", "jsonio", "fileio", "version"],
     ["physics"],
     ["data.schema", "data.windows", "data"],
     ["model"],
