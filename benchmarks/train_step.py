@@ -38,6 +38,19 @@ def compile_time(fn, *args) -> tuple[object, float]:
     return compiled, time.perf_counter() - t0
 
 
+def initial_state(params) -> TrainState:
+    """A fresh run's state for ``params`` (seed 0)."""
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        ema=jax.tree.map(jnp.copy, params),
+        opt_state=init_opt_state(params),
+        key=jax.random.PRNGKey(0),
+        nonfinite=jnp.zeros((), jnp.int32),
+        skipped=jnp.zeros((), jnp.int32),
+    )
+
+
 def demo_step(batch: int, horizon: int, d_model: int, n_heads: int, depth: int, dropout: float = 0.0):
     """The jitted train step ``dynaflow train`` runs (sharded over this process's devices like it), its
     state and the arguments of one update on random smooth demonstrations: ``(step, state, args)``, called
@@ -59,17 +72,12 @@ def demo_step(batch: int, horizon: int, d_model: int, n_heads: int, depth: int, 
         horizon=horizon, d_model=d_model, n_heads=n_heads, depth=depth, cond_dim=7, dropout=dropout
     )
     params = variables["params"]
-    mesh = distributed.data_mesh()
+    try:
+        mesh = distributed.data_mesh(batch)
+    except TypeError:  # a checkout from before data_mesh took the batch (benchmarks/update_speed.py)
+        mesh = distributed.data_mesh()
     rows, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        ema=jax.tree.map(jnp.copy, params),
-        opt_state=init_opt_state(params),
-        key=jax.random.PRNGKey(0),
-        nonfinite=jnp.zeros((), jnp.int32),
-        skipped=jnp.zeros((), jnp.int32),
-    )
+    state = initial_state(params)
     args = (
         jax.device_put(X1, rows),
         jax.device_put(cond, rows),
@@ -109,15 +117,7 @@ def main() -> None:
     params = variables["params"]
     n_params = sum(x.size for x in jax.tree.leaves(params))
     tx = make_optimizer(hyper)
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        ema=jax.tree.map(jnp.copy, params),
-        opt_state=init_opt_state(params),
-        key=jax.random.PRNGKey(0),
-        nonfinite=jnp.zeros((), jnp.int32),
-        skipped=jnp.zeros((), jnp.int32),
-    )
+    state = initial_state(params)
     norm = variables["normalizer"]
 
     step_fn, c_step = compile_time(jax.jit(make_train_step(model, rollout)), state, X1, cond, norm, hyper)

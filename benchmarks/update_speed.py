@@ -42,57 +42,19 @@ def worker(args) -> None:
     elif args.layout != "none":
         os.environ["XLA_FLAGS"] = args.layout
     import jax
-    import jax.numpy as jnp
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     import dynaflow
-    from dynaflow import distributed
-    from dynaflow.config import TrainConfig
-    from dynaflow.methods import create_action_predictor
-    from dynaflow.physics import create_go2_rollout, random_smooth_actions
-    from dynaflow.train import TrainState, hyperparameters, init_opt_state, make_train_step
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_step import demo_step  # benchmarks/ is not a package; uses API dbda79f has too
 
     jax.config.update("jax_enable_compilation_cache", False)
-    B, H = args.batch, 16
-    rollout = create_go2_rollout()
-    rng = np.random.default_rng(0)
-    n_windows = 8 * B
-    U = random_smooth_actions(rng, n_windows, H, 0.8)
-    X = np.asarray(rollout(np.tile(rollout.home_state(), (n_windows, 1)), U), np.float32)
-    C = rng.normal(size=(n_windows, 7)).astype(np.float32)
-    config = TrainConfig.from_flat(data="-", batch=B, horizon=H, d_model=128, n_heads=4, depth=2, lr=1e-3)
-    model, variables = create_action_predictor(
-        horizon=H, d_model=128, n_heads=4, depth=2, cond_dim=7, dropout=0
-    )
-    params = variables["params"]
-    try:
-        mesh = distributed.data_mesh(B)
-    except TypeError:  # before data_mesh took the batch: every device
-        mesh = distributed.data_mesh()
-    rows, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        ema=jax.tree.map(jnp.copy, params),
-        opt_state=init_opt_state(params),
-        key=jax.random.PRNGKey(0),
-        nonfinite=jnp.zeros((), jnp.int32),
-        skipped=jnp.zeros((), jnp.int32),
-    )
-    state = jax.device_put(state, replicated)
-    norm = jax.device_put(variables["normalizer"], replicated)
-    hyper = jax.device_put(jax.tree.map(jnp.asarray, hyperparameters(config, 10_000)), replicated)
-    step = jax.jit(make_train_step(model, rollout), donate_argnums=0)
-    done = 0
+    step, state, (X, C, norm, hyper) = demo_step(args.batch, 16, 128, 4, 2)
+    X_host, C_host = np.asarray(X), np.asarray(C)  # a host batch, put on the devices every update
 
     def update(state):
-        nonlocal done
-        i = (done % 8) * B
-        state, m = step(
-            state, jax.device_put(X[i : i + B], rows), jax.device_put(C[i : i + B], rows), norm, hyper
-        )
-        done += 1
+        batch = jax.device_put(X_host, X.sharding), jax.device_put(C_host, C.sharding)
+        state, m = step(state, *batch, norm, hyper)
         return state, float(m["loss"])
 
     t0 = time.perf_counter()
@@ -101,7 +63,7 @@ def worker(args) -> None:
     losses = [loss]
     info = {
         "dynaflow": str(Path(dynaflow.__file__).resolve().parent),
-        "devices": mesh.size,
+        "devices": len(X.sharding.device_set),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": compile_s,
     }
