@@ -23,6 +23,23 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from dynaflow.physics.spatial import (
+    axis_angle,
+    barrier,
+    cross,
+    dot,
+    inert_add,
+    inert_mul,
+    motion_cross,
+    motion_cross_force,
+    normalize,
+    outer_sum,
+    qmat,
+    qmul,
+    rotate,
+    suffix_sum,
+)
+
 _FREE, _HINGE = mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_HINGE
 
 
@@ -159,130 +176,6 @@ def legged_layout(model: mujoco.MjModel) -> LeggedLayout | None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Vector algebra on the last axis (MJX's formulas, broadcast over leading axes)
-
-
-def _cross(a, b):
-    return jnp.stack(
-        [
-            a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
-            a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-            a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
-        ],
-        axis=-1,
-    )
-
-
-def _dot(a, b):
-    """Sum over the last axis; unrolled for short vectors, so XLA fuses it instead of emitting a dot."""
-    n = a.shape[-1] if a.ndim >= b.ndim else b.shape[-1]
-    if n > 6:
-        return jnp.sum(a * b, axis=-1)
-    out = a[..., 0] * b[..., 0]
-    for i in range(1, n):
-        out = out + a[..., i] * b[..., i]
-    return out
-
-
-def _qmul(u, v):
-    u0, u1, u2, u3 = (u[..., i] for i in range(4))
-    v0, v1, v2, v3 = (v[..., i] for i in range(4))
-    return jnp.stack(
-        [
-            u0 * v0 - u1 * v1 - u2 * v2 - u3 * v3,
-            u0 * v1 + u1 * v0 + u2 * v3 - u3 * v2,
-            u0 * v2 - u1 * v3 + u2 * v0 + u3 * v1,
-            u0 * v3 + u1 * v2 - u2 * v1 + u3 * v0,
-        ],
-        axis=-1,
-    )
-
-
-def _rotate(vec, quat):
-    s, u = quat[..., :1], quat[..., 1:]
-    r = 2 * (_dot(u, vec)[..., None] * u) + (s * s - _dot(u, u)[..., None]) * vec
-    return r + 2 * s * _cross(u, vec)
-
-
-def _qmat(q):
-    """Rotation matrix (…, 3, 3) of unit quaternions (…, 4)."""
-    w, x, y, z = (q[..., i] for i in range(4))
-    ww, xx, yy, zz = w * w, x * x, y * y, z * z
-    rows = [
-        [ww + xx - yy - zz, 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), ww - xx + yy - zz, 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), ww - xx - yy + zz],
-    ]
-    return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
-
-
-def _normalize(x):
-    """MJX's ``normalize_with_norm`` on the last axis (its norm has a finite gradient at zero)."""
-    zero = jnp.all(jnp.abs(x) <= 1e-8, axis=-1, keepdims=True)
-    n = jnp.where(zero, 0.0, jnp.linalg.norm(jnp.where(zero, 1.0, x), axis=-1, keepdims=True))
-    return x / (n + 1e-6 * (n == 0.0)), n[..., 0]
-
-
-def _axis_angle(axis, angle):
-    half = 0.5 * angle[..., None]
-    return jnp.concatenate([jnp.cos(half), axis * jnp.sin(half)], axis=-1)
-
-
-def _barrier(*xs):
-    """Materialise intermediate results: without it XLA's CPU fusion copies whole chains of element-wise
-    producers (the kinematics) into every consumer and recomputes them per output element."""
-    return jax.lax.optimization_barrier(xs)
-
-
-def _suffix_sum(x):
-    """Sums over links l..L-1 along axis 1 (a body's subtree within its leg), as explicit adds."""
-    parts = [x[:, -1]]
-    for link in range(x.shape[1] - 2, -1, -1):
-        parts.append(parts[-1] + x[:, link])
-    return jnp.stack(parts[::-1], axis=1)
-
-
-def _outer_sum(a, b):
-    """``a @ swapaxes(b)`` over the last axis, (…, n, k) x (…, m, k) -> (…, n, m), written element-wise
-    (unrolled over k): XLA fuses it with its neighbours, where a batched dot of a few rows is an operation
-    of its own and slow on a CPU."""
-    return _dot(a[..., :, None, :], b[..., None, :, :])
-
-
-def _matvec(a, v):
-    return _dot(a, v[..., None, :])
-
-
-# spatial vectors: (…, 6) = [angular, linear]; inertias: (3x3 about the centre, mass * offset, mass)
-
-
-def _motion_cross(u, v):
-    ua, ul, va, vl = u[..., :3], u[..., 3:], v[..., :3], v[..., 3:]
-    return jnp.concatenate([_cross(ua, va), _cross(ul, va) + _cross(ua, vl)], axis=-1)
-
-
-def _motion_cross_force(v, f):
-    va, vl, fa, fl = v[..., :3], v[..., 3:], f[..., :3], f[..., 3:]
-    return jnp.concatenate([_cross(va, fa) + _cross(vl, fl), _cross(va, fl)], axis=-1)
-
-
-def _inert_mul(inert, v):
-    rot, mpos, mass = inert
-    va, vl = v[..., :3], v[..., 3:]
-    ang = _matvec(rot, va) + _cross(mpos, vl)
-    lin = mass[..., None] * vl - _cross(mpos, va)
-    return jnp.concatenate([ang, lin], axis=-1)
-
-
-def _inert_add(a, b):
-    return tuple(x + y for x, y in zip(a, b, strict=True))
-
-
-def _inert_take(inert, index):
-    return tuple(x[index] for x in inert)
-
-
-# ------------------------------------------------------------------------------------------------
 # The stages
 
 
@@ -297,7 +190,7 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     body = lay.body
 
     # -- kinematics --------------------------------------------------------------------------
-    quat0, _ = _normalize(qpos[3:7])
+    quat0, _ = normalize(qpos[3:7])
     qpos = qpos.at[3:7].set(quat0)
     pos0 = qpos[:3]
     q = qpos[7:].reshape(K, L)
@@ -309,24 +202,24 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     xpos, xquat, anchor, axis = [], [], [], []
     ppos, pquat = jnp.broadcast_to(pos0, (K, 3)), jnp.broadcast_to(quat0, (K, 4))
     for link in range(L):
-        pos = ppos + _rotate(bpos[:, link], pquat)
-        quat = _qmul(pquat, bquat[:, link])
-        anc = _rotate(jnt_pos[:, link], quat) + pos
-        axis.append(_rotate(jnt_axis[:, link], quat))
-        quat = _qmul(quat, _axis_angle(jnt_axis[:, link], angle[:, link]))
-        pos = anc - _rotate(jnt_pos[:, link], quat)
+        pos = ppos + rotate(bpos[:, link], pquat)
+        quat = qmul(pquat, bquat[:, link])
+        anc = rotate(jnt_pos[:, link], quat) + pos
+        axis.append(rotate(jnt_axis[:, link], quat))
+        quat = qmul(quat, axis_angle(jnt_axis[:, link], angle[:, link]))
+        pos = anc - rotate(jnt_pos[:, link], quat)
         anchor.append(anc)
         xpos.append(pos)
         xquat.append(quat)
         ppos, pquat = pos, quat
     xpos, xquat = jnp.stack(xpos, 1), jnp.stack(xquat, 1)  # (K, L, 3), (K, L, 4)
     anchor, axis = jnp.stack(anchor, 1), jnp.stack(axis, 1)
-    xmat0 = _qmat(quat0)
-    xipos0 = pos0 + _rotate(m.body_ipos[1], quat0)
-    ximat0 = _qmat(_qmul(quat0, m.body_iquat[1]))
-    xipos = xpos + _rotate(m.body_ipos[body], xquat)
-    ximat = _qmat(_qmul(xquat, m.body_iquat[body]))
-    xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat = _barrier(
+    xmat0 = qmat(quat0)
+    xipos0 = pos0 + rotate(m.body_ipos[1], quat0)
+    ximat0 = qmat(qmul(quat0, m.body_iquat[1]))
+    xipos = xpos + rotate(m.body_ipos[body], xquat)
+    ximat = qmat(qmul(xquat, m.body_iquat[body]))
+    xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat = barrier(
         xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat
     )
 
@@ -337,8 +230,8 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     )
 
     def cinert(ximat, inertia, off, mass):
-        rot = _outer_sum(ximat * inertia[..., None, :], ximat)  # R diag(I) R^T
-        h = _dot(off, off)[..., None, None] * jnp.eye(3, dtype=dtype) - off[..., :, None] * off[..., None, :]
+        rot = outer_sum(ximat * inertia[..., None, :], ximat)  # R diag(I) R^T
+        h = dot(off, off)[..., None, None] * jnp.eye(3, dtype=dtype) - off[..., :, None] * off[..., None, :]
         return rot + h * mass[..., None, None], off * mass[..., None], mass
 
     inert0 = cinert(ximat0, m.body_inertia[1], xipos0 - com, mass0)
@@ -347,54 +240,54 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     cdof_free = jnp.concatenate(
         [
             jnp.eye(3, 6, 3, dtype=dtype),
-            jnp.concatenate([xmat0.T, _cross(xmat0.T, off0)], axis=-1),
+            jnp.concatenate([xmat0.T, cross(xmat0.T, off0)], axis=-1),
         ]
     )  # (6, 6): rows are dofs
-    cdof = jnp.concatenate([axis, _cross(axis, com - anchor)], axis=-1)  # (K, L, 6)
-    com, inert0, inert, cdof_free, cdof = _barrier(com, inert0, inert, cdof_free, cdof)
+    cdof = jnp.concatenate([axis, cross(axis, com - anchor)], axis=-1)  # (K, L, 6)
+    com, inert0, inert, cdof_free, cdof = barrier(com, inert0, inert, cdof_free, cdof)
 
     # -- crb: composite inertias and the dense mass matrix ---------------------------------------
-    crb = tuple(_suffix_sum(x) for x in inert)  # subtree sums along each leg
-    crb0 = _inert_add(inert0, tuple(jnp.sum(x[:, 0], axis=0) for x in crb))
-    f_free = _inert_mul(crb0, cdof_free)  # (6, 6)
-    m_ff = jnp.tril(_outer_sum(f_free, cdof_free))
+    crb = tuple(suffix_sum(x) for x in inert)  # subtree sums along each leg
+    crb0 = inert_add(inert0, tuple(jnp.sum(x[:, 0], axis=0) for x in crb))
+    f_free = inert_mul(crb0, cdof_free)  # (6, 6)
+    m_ff = jnp.tril(outer_sum(f_free, cdof_free))
     m_ff = m_ff + jnp.tril(m_ff, -1).T
-    f_leg = _inert_mul(crb, cdof)  # (K, L, 6)
-    m_lf = _outer_sum(f_leg, cdof_free)  # (K, L, 6)
-    m_ll = _outer_sum(f_leg, cdof) * jnp.tril(jnp.ones((L, L), dtype))  # (K, L, L), l' <= l
+    f_leg = inert_mul(crb, cdof)  # (K, L, 6)
+    m_lf = outer_sum(f_leg, cdof_free)  # (K, L, 6)
+    m_ll = outer_sum(f_leg, cdof) * jnp.tril(jnp.ones((L, L), dtype))  # (K, L, L), l' <= l
     m_ll = m_ll + jnp.swapaxes(m_ll, -1, -2) * (1 - jnp.eye(L, dtype=dtype))
     eye_k = jnp.eye(K, dtype=dtype)
     m_legs = (m_ll[:, :, None, :] * eye_k[:, None, :, None]).reshape(K * L, K * L)
     m_lf = m_lf.reshape(K * L, 6)
-    m_ff, m_lf, m_legs = _barrier(m_ff, m_lf, m_legs)
+    m_ff, m_lf, m_legs = barrier(m_ff, m_lf, m_legs)
     mass_matrix = jnp.concatenate(
         [jnp.concatenate([m_ff, m_lf.T], axis=1), jnp.concatenate([m_lf, m_legs], axis=1)]
     ) + jnp.diag(m.dof_armature)
 
     # -- velocities, bias forces (RNE without acceleration), passive and actuator forces --------
     cvel0 = jnp.sum(cdof_free[:3] * qvel[:3, None], axis=0)
-    cdof_dot_free = _motion_cross(cvel0, cdof_free[3:])
+    cdof_dot_free = motion_cross(cvel0, cdof_free[3:])
     cvel0 = cvel0 + jnp.sum(cdof_free[3:] * qvel[3:6, None], axis=0)
     gravity = jnp.concatenate([jnp.zeros(3, dtype), -m.opt.gravity.astype(dtype)])
     cacc0 = gravity + jnp.sum(cdof_dot_free * qvel[3:6, None], axis=0)
     cvel, cacc = [], []
     pvel, pacc = jnp.broadcast_to(cvel0, (K, 6)), jnp.broadcast_to(cacc0, (K, 6))
     for link in range(L):
-        dot = _motion_cross(pvel, cdof[:, link])
+        cdof_dot = motion_cross(pvel, cdof[:, link])
         pvel = pvel + cdof[:, link] * qd[:, link, None]
-        pacc = pacc + dot * qd[:, link, None]
+        pacc = pacc + cdof_dot * qd[:, link, None]
         cvel.append(pvel)
         cacc.append(pacc)
     cvel, cacc = jnp.stack(cvel, 1), jnp.stack(cacc, 1)
 
     def body_force(inert, cacc, cvel):
-        return _inert_mul(inert, cacc) + _motion_cross_force(cvel, _inert_mul(inert, cvel))
+        return inert_mul(inert, cacc) + motion_cross_force(cvel, inert_mul(inert, cvel))
 
-    cvel, cacc = _barrier(cvel, cacc)
+    cvel, cacc = barrier(cvel, cacc)
     frc = body_force(inert, cacc, cvel)
-    cfrc = _suffix_sum(frc)  # (K, L, 6) subtree sums
+    cfrc = suffix_sum(frc)  # (K, L, 6) subtree sums
     cfrc0 = body_force(inert0, cacc0, cvel0) + jnp.sum(cfrc[:, 0], axis=0)
-    bias = jnp.concatenate([_dot(cdof_free, cfrc0), _dot(cdof, cfrc).ravel()])
+    bias = jnp.concatenate([dot(cdof_free, cfrc0), dot(cdof, cfrc).ravel()])
     passive = -m.dof_damping * qvel
 
     ctrl = jnp.where(
@@ -436,19 +329,19 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
 
     foot = lay.foot
     radius = m.geom_size[foot, 0]
-    sphere = xpos[:, -1] + _rotate(m.geom_pos[foot], xquat[:, -1])  # (K, 3)
+    sphere = xpos[:, -1] + rotate(m.geom_pos[foot], xquat[:, -1])  # (K, 3)
     normal = jnp.asarray(lay.plane_normal, dtype)
-    dist = _dot(sphere - jnp.asarray(lay.plane_pos, dtype), normal) - radius
+    dist = dot(sphere - jnp.asarray(lay.plane_pos, dtype), normal) - radius
     point = sphere - normal * (radius + 0.5 * dist)[:, None]
     offset = point - com  # (K, 3)
     frame = jnp.asarray(lay.frame, dtype)
     # Jacobian of each contact point: the free dofs, then its own leg's dofs
-    jp_free = cdof_free[None, :, 3:] + _cross(cdof_free[None, :, :3], offset[:, None])  # (K, 6, 3)
-    jp_leg = cdof[:, :, 3:] + _cross(cdof[:, :, :3], offset[:, None])  # (K, L, 3)
-    d_free = jnp.swapaxes(_outer_sum(jp_free, frame), -1, -2)  # (K, 3, 6)
-    d_leg = jnp.swapaxes(_outer_sum(jp_leg, frame), -1, -2)  # (K, 3, L)
+    jp_free = cdof_free[None, :, 3:] + cross(cdof_free[None, :, :3], offset[:, None])  # (K, 6, 3)
+    jp_leg = cdof[:, :, 3:] + cross(cdof[:, :, :3], offset[:, None])  # (K, L, 3)
+    d_free = jnp.swapaxes(outer_sum(jp_free, frame), -1, -2)  # (K, 3, 6)
+    d_leg = jnp.swapaxes(outer_sum(jp_leg, frame), -1, -2)  # (K, 3, L)
     d_leg = (d_leg[:, :, None, :] * eye_k[:, None, :, None]).reshape(K, 3, K * L)
-    d_free, d_leg = _barrier(d_free, d_leg)
+    d_free, d_leg = barrier(d_free, d_leg)
     diff = jnp.concatenate([d_free, d_leg], axis=-1)  # (K, 3, nv)
     # the pair's parameters as MJX's collision driver mixes them: (plane, foot), priority first
     friction, solref, solimp = _contact_params(m, lay.plane, foot)
@@ -468,12 +361,12 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     rows_ref.append(jnp.repeat(solref, 4, axis=0))
     rows_imp.append(jnp.repeat(solimp, 4, axis=0))
 
-    rows_j = _barrier(*rows_j)
+    rows_j = barrier(*rows_j)
     efc_j = jnp.concatenate(rows_j)
     pos_aref, pos_imp = jnp.concatenate(rows_pos_aref), jnp.concatenate(rows_pos)
     k, b, imp = _kbi(m, jnp.concatenate(rows_ref), jnp.concatenate(rows_imp), pos_imp)
     r = jnp.maximum(jnp.concatenate(rows_inv) * (1 - imp) / imp, mujoco.mjMINVAL)
-    aref = -b * _dot(efc_j, qvel) - k * imp * pos_aref
+    aref = -b * dot(efc_j, qvel) - k * imp * pos_aref
     return {
         "qpos": qpos,
         "M": mass_matrix,
@@ -534,6 +427,6 @@ def advance(m, qpos: jax.Array, qvel: jax.Array, qacc: jax.Array) -> tuple[jax.A
     dt = m.opt.timestep
     qvel = qvel + qacc * dt
     pos = qpos[:3] + dt * qvel[:3]
-    axis, norm = _normalize(qvel[3:6])
-    quat, _ = _normalize(_qmul(qpos[3:7], _axis_angle(axis, dt * norm)))
+    axis, norm = normalize(qvel[3:6])
+    quat, _ = normalize(qmul(qpos[3:7], axis_angle(axis, dt * norm)))
     return jnp.concatenate([pos, quat, qpos[7:] + dt * qvel[6:]]), qvel
