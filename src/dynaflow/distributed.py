@@ -11,7 +11,8 @@ helpers here so that one code path serves one device, several local devices and 
   process's block (``jax.make_array_from_process_local_data``);
 * :func:`to_host` reads a sharded array back whole (``process_allgather`` when it spans processes);
 * :func:`agree` makes a host-side decision (the time budget) identical on every process, and
-  :func:`gather` shows every process's small flags to all (a stop signal any one received);
+  :func:`gather` shows every process's small flags to all (a stop signal any one received), and
+  :func:`share` gives every process process 0's string (the checkpoint ``--resume auto`` picked);
 * :func:`is_main` says which process writes files (checkpoints, metrics, logs).
 
 With one process every helper reduces to its single-host meaning, at no cost.
@@ -156,6 +157,22 @@ def gather(values) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(v)).reshape(jax.process_count(), -1)
+
+
+def share(key: str, value: str) -> str:
+    """Process 0's ``value`` on every process (a string), through the coordinator's key-value store: no
+    device collective, so it may be used before any computation and however long process 0 took."""
+    import jax
+
+    if jax.process_count() == 1:
+        return value
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    if jax.process_index() == 0:
+        client.key_value_set(f"dynaflow/{key}", value)
+        return value
+    return client.blocking_key_value_get(f"dynaflow/{key}", 30 * 60 * 1000)
 
 
 def barrier(name: str) -> None:

@@ -10,6 +10,7 @@ import sys
 import threading
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 
 from dynaflow.cli.common import add_command, parse_floats
 
@@ -184,8 +185,7 @@ def config_from_args(args: argparse.Namespace):
 
 def _auto_resume(args: argparse.Namespace, given: dict):
     """``--resume auto``: the newest checkpoint of ``--save-dir`` that loads (one line for each one skipped),
-    or, when it holds none, a new run from the flags. Process 0 looks first (it may finish an interrupted
-    save); the others look once it has."""
+    or, when it holds none, a new run from the flags. Process 0 chooses; the others take its choice."""
     import jax
 
     from dynaflow import distributed
@@ -198,15 +198,15 @@ def _auto_resume(args: argparse.Namespace, given: dict):
     if args.overwrite:
         raise ValueError("--overwrite: not with --resume auto (it continues the run in --save-dir)")
     main = jax.process_index() == 0
-    if not main:
-        distributed.barrier("dynaflow-resume-auto")
-    found, notes = latest_checkpoint(given["save_dir"])
-    if main:
+    choice = ""
+    if main:  # process 0 chooses (it may finish an interrupted save); the others take its choice
+        found, notes = latest_checkpoint(given["save_dir"])
         for note in notes:
             print(f"dynaflow train: --resume auto: {note}", file=sys.stderr)
-        distributed.barrier("dynaflow-resume-auto")
-    if found is not None:
-        return config_from_checkpoint(found, **given), found
+        choice = "" if found is None else str(found)
+    choice = distributed.share("resume-auto", choice)
+    if choice:
+        return config_from_checkpoint(choice, **given), Path(choice)
     if "data" not in given:
         raise ValueError(
             f"--resume auto: {given['save_dir']} holds no checkpoint to continue, so this starts a new run, "
