@@ -11,7 +11,10 @@ the DiT, the optimiser, ...) and by pass (forward, the backward's recomputation,
 
 The run uses this process's device layout (``dynaflow.platform``): the figures are what ``dynaflow
 train`` gets. Times are summed over the threads, so with two devices they add to about twice the wall
-time.
+time. The profiler adds its own cost to every operation (a few microseconds with JAX's defaults, ~30 us
+with the per-core layout's older fusion emitter, which runs 4.5 times as many operations): read the
+shares and the operation counts, and time updates with ``benchmarks/update_speed.py``
+(``DYNAFLOW_CPU_DEVICES=1`` profiles JAX's one-device layout, the table in BENCHMARKS.md).
 """
 
 from __future__ import annotations
