@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dynaflow.data.conditioning import heading_velocity, yaw_of
 from dynaflow.data.quat import qmul, qyaw
 from dynaflow.data.schema import Dataset
-from dynaflow.data.sources.gaits import heading_velocity, start_state, yaw_of
+from dynaflow.data.sources.gaits import start_state
 from dynaflow.physics import stays_up
 from dynaflow.robots.go2 import FOOT_RADIUS, JOINTS, LINVEL, QUAT
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from dynaflow.data.sources.gaits import heading_velocity, phase_offsets
+from dynaflow.data.conditioning import heading_velocity
+from dynaflow.data.sources.gaits import phase_offsets
 from dynaflow.physics import Rollout, replay_in_mujoco, stays_up
 from dynaflow.robots.go2 import FOOT_RADIUS, FOOT_SITES, NQ, STATE_GROUPS
 
@@ -155,7 +156,7 @@ def executability(rollout: Rollout, X: np.ndarray, U: np.ndarray, fidelity: str 
 def command_tracking(X: np.ndarray, command: np.ndarray, ctrl_dt: float) -> dict[str, float]:
     """Achieved vs commanded (vx, vy, yaw rate): mean absolute error over samples.
 
-    Achieved: :func:`dynaflow.data.sources.gaits.heading_velocity` (the gait library's own measure): the mean
+    Achieved: :func:`dynaflow.data.conditioning.heading_velocity` (the gait library's own measure): the mean
     over the window of the base velocity in the heading frame and of the finite-difference yaw rate."""
     achieved = heading_velocity(X, ctrl_dt)
     err = np.abs(achieved - np.asarray(command, np.float64)[:, :3]).mean(0)

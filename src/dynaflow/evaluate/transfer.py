@@ -22,7 +22,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from dynaflow.data.sources.gaits import EVAL_COMMANDS, heading_velocity, start_state, yaw_of
+from dynaflow.data.conditioning import heading_velocity, yaw_of
+from dynaflow.data.sources.gaits import EVAL_COMMANDS, start_state
 from dynaflow.physics import stays_up
 from dynaflow.physics.worlds import TRANSFER_MATRIX, Perturbation, build_world, replay_in_world
 

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from dynaflow.data.quat import heading
+from dynaflow.data.conditioning import (  # noqa: F401 - re-exported: the gait library's names
+    ALL_GAITS,
+    COND_DIM,
+    COND_NAMES,
+    GAITS,
+    heading_velocity,
+    tracking_error,
+    yaw_of,
+)
 from dynaflow.physics import Rollout, stays_up
 from dynaflow.robots.go2 import (
     ACTION_DIM,
@@ -39,17 +47,12 @@ from dynaflow.robots.go2 import (
     L_CALF,
     L_THIGH,
     NQ,
-    QUAT,
     SIGN_X,
     SIGN_Y,
     STATE_DIM,
     THIGH_Y,
 )
 
-GAITS = ("trot", "pace", "bound", "pronk")
-ALL_GAITS = (*GAITS, "stand")
-COND_NAMES = ("vx_cmd", "vy_cmd", "yaw_rate_cmd", *(f"gait_{g}" for g in GAITS))
-COND_DIM = len(COND_NAMES)
 #: The commands (vx, vy, yaw rate) every gait is shown and judged at: the demo's generation table, its
 #: walk check (trot 0.5 m/s) and the transfer suite.
 EVAL_COMMANDS: dict[str, list[tuple[float, float, float]]] = {
@@ -311,28 +314,6 @@ def make_gait_dataset(
         "conditionings": np.stack(conds).astype(np.float32),
     }
     return arrays, summary
-
-
-def yaw_of(X: np.ndarray) -> np.ndarray:
-    """Heading (rad) of each state ``(..., 37)``, from its (w, x, y, z) quaternion."""
-    return heading(np.asarray(X)[..., QUAT])
-
-
-def heading_velocity(X: np.ndarray, dt: float) -> np.ndarray:
-    """Achieved (vx, vy, yaw rate) of trajectories ``(..., T, 37)``: means over time of the base velocity
-    in the heading frame and of the finite-difference yaw rate; ``(..., 3)``."""
-    X = np.asarray(X, np.float64)
-    yaw = np.unwrap(yaw_of(X), axis=-1)
-    c, s = np.cos(yaw), np.sin(yaw)
-    vx = (c * X[..., 19] + s * X[..., 20]).mean(-1)
-    vy = (-s * X[..., 19] + c * X[..., 20]).mean(-1)
-    wz = (np.gradient(yaw, axis=-1) / dt).mean(-1) if X.shape[-2] > 1 else np.zeros(X.shape[:-2])
-    return np.stack([vx, vy, wz], axis=-1)
-
-
-def tracking_error(X: np.ndarray, command: np.ndarray, dt: float = 0.02) -> np.ndarray:
-    """Achieved minus commanded (vx, vy) in the body's heading frame and yaw rate, means over X."""
-    return heading_velocity(X, dt) - command
 
 
 def _circular_mean(offsets: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynaflow.data.conditioning import COND_NAMES, GAITS, heading_velocity
 from dynaflow.data.quat import (
     body_angular_velocity,
     continuous,
@@ -233,8 +234,6 @@ def label_of(path: str | Path) -> str:
 def conditioning_layout(labels: Sequence[str]) -> tuple[list[str], list[str]]:
     """``(conditioning names, style names)`` for clip labels: the gait library's 7-D layout when every
     label is one of its gaits, else (vx, vy, yaw rate) and one style per distinct label (sorted)."""
-    from dynaflow.data.sources.gaits import COND_NAMES, GAITS
-
     if labels and set(labels) <= set(GAITS):
         return list(COND_NAMES), list(GAITS)
     styles = sorted(set(labels))
@@ -256,8 +255,6 @@ def import_clips(
     One episode per clip (shorter ones padded with their last state, ``episode_lengths`` set); the
     conditioning of each is the heading-frame (vx, vy, yaw rate) measured on it plus its style one-hot
     (:func:`conditioning_layout`); ``labels`` default to :func:`label_of` the file names."""
-    from dynaflow.data.sources.gaits import heading_velocity
-
     if not paths:
         raise ValueError("no clips given")
     labels = [label_of(p) for p in paths] if labels is None else [str(x).strip().lower() for x in labels]
