@@ -4,6 +4,8 @@ round trip, and one-line errors. The tests write their own clips; nothing third-
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -365,3 +367,29 @@ def test_export_command_many_motions_and_errors(tmp_path, capsys):
     np.savez(tmp_path / "bad.npz", states=np.zeros((4, 30)))
     assert main(["export", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "d.json")]) == 2
     assert "key 'states': expected shape (T, 37) or (N, T, 37)" in capsys.readouterr().err
+
+
+def test_import_and_export_run_without_jax(tmp_path):
+    """`dynaflow data import` and `dynaflow export` are NumPy and MuJoCo C only: neither they, the
+    package they are called through nor the parser of every command imports JAX (which takes seconds to
+    start), and an error is described without it too."""
+    for i, vx in enumerate((0.3, 0.5)):
+        (tmp_path / f"trot{i}.json").write_text(
+            json.dumps(C.export_clip(walk(seconds=0.5, vx=vx), C.PROFILES["go2"]))
+        )
+    np.savez(tmp_path / "motion.npz", states=walk(seconds=0.3).astype(np.float32))
+    code = f"""
+import sys
+from dynaflow.cli import main
+d = {str(tmp_path)!r}
+assert main(["data", "import", d + "/trot0.json", d + "/trot1.json", "--out", d + "/clips.npz"]) == 0
+assert main(["export", d + "/motion.npz", "--out", d + "/motion.json"]) == 0
+assert main(["data", "import", d + "/missing.json", "--out", d + "/none.npz"]) == 2
+assert main(["export", d + "/motion.npz", "--out", d + "/bad.csv"]) == 2
+jax = sorted(m for m in sys.modules if m == "jax" or m.startswith(("jax.", "jaxlib", "flax", "optax")))
+assert not jax, jax[:5]
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert load_dataset(tmp_path / "clips.npz").states.shape[0] == 2
+    assert json.loads((tmp_path / "motion.json").read_text())["Frames"]

@@ -15,17 +15,42 @@ config from the flat names (``TrainConfig.from_flat(data="d.npz", d_model=128, l
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynaflow.flow import TIME_DISTRIBUTIONS, TRUNK_LOSSES
-from dynaflow.methods import METHOD_NAMES
 from dynaflow.robots.go2 import STATE_GROUPS
 
 WANDB_MODES = ("online", "offline", "disabled")
+
+
+class _Names(Sequence[str]):
+    """The names a field accepts, read on first use from the module that defines them
+    (:data:`dynaflow.flow.TIME_DISTRIBUTIONS`, :data:`dynaflow.methods.METHOD_NAMES`, ...): those modules
+    import JAX, and building the ``dynaflow`` command's parser (every command's) must not."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __getitem__(self, index):
+        return self.names()[index]
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __repr__(self) -> str:
+        return repr(self.names())
+
+
+TIME_DISTRIBUTIONS = _Names("dynaflow.flow", "TIME_DISTRIBUTIONS")
+TRUNK_LOSSES = _Names("dynaflow.flow", "TRUNK_LOSSES")
+METHOD_NAMES = _Names("dynaflow.methods", "METHOD_NAMES")
 
 
 class ConfigError(ValueError):

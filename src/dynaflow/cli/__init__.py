@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["dynaflow", *argv])  # reports record what produced them
     name = " ".join(filter(None, [args.command, getattr(args, "subcommand", None)]))
     try:
-        enable_compilation_cache()
+        if getattr(args, "uses_jax", True):  # a command that needs no JAX sets uses_jax=False
+            enable_compilation_cache()
         return args.func(args)
     except SystemExit:
         raise
@@ -82,17 +83,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe(e: BaseException) -> tuple[int, str]:
     """Exit code and one-line message for an exception escaping a command."""
-    from dynaflow.config import ConfigError
     from dynaflow.fileio import describe_os_error
-    from dynaflow.train import TrainingInterrupted, TrainingStopped
 
-    if isinstance(e, TrainingStopped):
+    # the training and configuration errors, from their modules when loaded (an exception of a class
+    # can only exist once its module is imported; importing them here would import JAX)
+    if isinstance(e, _loaded("dynaflow.train", "TrainingStopped")):
         return 1, _one_line(str(e).removeprefix("dynaflow train: "))
-    if isinstance(e, TrainingInterrupted):
+    if isinstance(e, _loaded("dynaflow.train", "TrainingInterrupted")):
         return e.exit_code, _one_line(str(e).removeprefix("dynaflow train: "))  # 128 + the signal
     if isinstance(e, KeyboardInterrupt):
         return 130, "interrupted (Ctrl-C); files are written atomically, so none was left half-written"
-    if isinstance(e, ConfigError):
+    if isinstance(e, _loaded("dynaflow.config", "ConfigError")):
         from dynaflow.cli.train import flag_of
 
         return 2, "error: " + _one_line(f"{flag_of(e.field)}: {e.message}")
@@ -104,6 +105,12 @@ def describe(e: BaseException) -> tuple[int, str]:
         f"internal error: {type(e).__name__}: {_one_line(str(e))} (DYNAFLOW_DEBUG=1 shows the traceback; "
         "please report it)"
     )
+
+
+def _loaded(module: str, name: str) -> tuple[type, ...]:
+    """``(module.name,)`` when the module is imported already, else ``()`` (nothing is an instance)."""
+    found = getattr(sys.modules.get(module), name, None)
+    return (found,) if isinstance(found, type) else ()
 
 
 def _one_line(text: str) -> str:

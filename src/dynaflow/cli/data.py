@@ -97,7 +97,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="keep the clip's trunk height (do not put the feet on the floor)",
     )
-    q.set_defaults(func=run_import)
+    q.set_defaults(func=run_import, uses_jax=False)
 
 
 def run_gaits(args: argparse.Namespace) -> int:

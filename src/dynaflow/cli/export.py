@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
         default="amp",
         help="amp: 61 numbers a frame (pose, toes, velocities); pose: 19 (motion_imitation)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, uses_jax=False)
 
 
 def run(args: argparse.Namespace) -> int:
