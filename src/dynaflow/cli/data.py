@@ -18,6 +18,13 @@ from dynaflow.cli.common import (
 def add_parser(sub) -> None:
     p = add_command(sub, "data", "make demonstration datasets")
     dsub = p.add_subparsers(dest="subcommand", required=True, metavar="SOURCE", parser_class=type(p))
+    _add_gaits(dsub)
+    _add_kinematic(dsub)
+    _add_synthetic(dsub)
+    _add_import(dsub)
+
+
+def _add_gaits(dsub) -> None:
     q = add_command(dsub, "gaits", "the scripted gait library (trot, pace, bound, pronk, stand) in MuJoCo C")
     q.add_argument("--out", required=True, help="output .npz (a summary .npz.json is written beside it)")
     q.add_argument("--episodes", type=positive_int("--episodes"), default=200, help="episodes, gaits in turn")
@@ -26,6 +33,9 @@ def add_parser(sub) -> None:
     q.add_argument("--gaits", default="trot,pace,bound,pronk,stand", help="comma-separated gaits")
     q.add_argument("--compress", action="store_true", help="write a compressed NPZ")
     q.set_defaults(func=run_gaits)
+
+
+def _add_kinematic(dsub) -> None:
     q = add_command(dsub, "kinematic", "kinematic (infeasible) demonstrations from a gait-library NPZ")
     q.add_argument(
         "--source",
@@ -40,6 +50,9 @@ def add_parser(sub) -> None:
         help="play the joint motion this much faster",
     )
     q.set_defaults(func=run_kinematic)
+
+
+def _add_synthetic(dsub) -> None:
     q = add_command(
         dsub, "synthetic", "periodic conditioned motions simulated in MuJoCo C (tests, quick start)"
     )
@@ -50,6 +63,9 @@ def add_parser(sub) -> None:
     )
     q.add_argument("--seed", type=non_negative_int("--seed"), default=0, help="seed of the motions")
     q.set_defaults(func=run_synthetic)
+
+
+def _add_import(dsub) -> None:
     q = add_command(
         dsub,
         "import",

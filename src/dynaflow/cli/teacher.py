@@ -45,6 +45,11 @@ _DEFAULTS = dict(
 def add_parser(sub) -> None:
     p = add_command(sub, "teacher", "the PPO teacher (Brax): train it, collect demonstrations with it")
     tsub = p.add_subparsers(dest="subcommand", required=True, metavar="STEP", parser_class=type(p))
+    _add_train(tsub)
+    _add_collect(tsub)
+
+
+def _add_train(tsub) -> None:
     q = add_command(
         tsub,
         "train",
@@ -55,6 +60,20 @@ def add_parser(sub) -> None:
     q.add_argument("--exp-name", required=True, help="run name: logs go to LOGDIR/NAME/")
     q.add_argument("--logdir", default="logs", help="where runs go")
     q.add_argument("--preset", choices=tuple(PRESETS), default="gpu", help="a set of defaults")
+    _add_ppo_sizes(q)
+    q.add_argument(
+        "--gaits", default="", help="gait conditioning, e.g. trot,pace,bound,pronk (default: none)"
+    )
+    q.add_argument(
+        "--randomize", action="store_true", help="observation noise, pushes, random initial joints"
+    )
+    q.add_argument("--restore", default=None, help="a teacher checkpoint to continue from")
+    q.add_argument("--seed", type=non_negative_int("--seed"), default=0, help="seed of PPO")
+    q.set_defaults(func=run_train)
+
+
+def _add_ppo_sizes(q: argparse.ArgumentParser) -> None:
+    """PPO's sizes; unset, they come from ``--preset`` (the defaults their help names)."""
     q.add_argument(
         "--num-envs",
         type=positive_int("--num-envs"),
@@ -96,15 +115,9 @@ def add_parser(sub) -> None:
         help=f"Adam learning rate (default {_DEFAULTS['learning_rate']})",
     )
     q.add_argument("--hidden", help=f"policy and value MLP sizes (default {_DEFAULTS['hidden']})")
-    q.add_argument(
-        "--gaits", default="", help="gait conditioning, e.g. trot,pace,bound,pronk (default: none)"
-    )
-    q.add_argument(
-        "--randomize", action="store_true", help="observation noise, pushes, random initial joints"
-    )
-    q.add_argument("--restore", default=None, help="a teacher checkpoint to continue from")
-    q.add_argument("--seed", type=non_negative_int("--seed"), default=0, help="seed of PPO")
-    q.set_defaults(func=run_train)
+
+
+def _add_collect(tsub) -> None:
     q = add_command(
         tsub,
         "collect",
