@@ -105,6 +105,28 @@ def retarget(
 
     ``seconds``: output length; looping clips are tiled to it (default :data:`LOOP_SECONDS`), others
     are cut to it (default: their own length). ``place=False`` keeps the clip's trunk height."""
+    steps = _output_steps(clip, seconds, dt)
+    t = np.arange(steps) * dt
+    cycle, k, w = _frame_weights(clip, t)
+    pos, quat, joints, rot_c = _tiled_pose(clip, cycle, k, w)
+    joints, clamped, excess = _clamp_joints(joints, joint_ranges() if ranges is None else ranges)
+    linvel, angvel, jointvel, velocities = _velocities(clip, pos, quat, joints, rot_c, k, w, dt)
+    qpos, lowest, shift = _placed_pose(pos, quat, joints, place)
+    states = np.concatenate([qpos, linvel, angvel, jointvel], axis=1)
+    assert states.shape[1] == STATE_DIM
+    info = {
+        **_timing_info(clip, steps, t, dt),
+        "velocities": velocities,
+        **_contact_info(qpos, lowest, shift, place),
+        **_clamp_info(clamped, excess),
+        "ignored_numbers_per_frame": clip.ignored_numbers,
+    }
+    return Retargeted(states, dt, info)
+
+
+def _output_steps(clip: Clip, seconds: float | None, dt: float) -> int:
+    """Output steps (at least 2): looping clips tiled to ``seconds``, others cut to it; refused before
+    allocating when they would not fit in memory."""
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds: expected a positive number, got {seconds!r}")
     asked = seconds
@@ -116,23 +138,35 @@ def retarget(
     steps = int(math.floor(seconds / dt + 1e-6)) + (0 if clip.loop else 1)
     steps = max(steps, 2)
     check_memory(steps * BYTES_PER_STEP, asked, f"{clip.source or clip.name}: {steps:,} steps of {dt:g} s")
-    t = np.arange(steps) * dt
+    return steps
+
+
+def _frame_weights(clip: Clip, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output time: the clip's cycle, the frame ``k`` before it and the weight ``w`` of ``k + 1``."""
+    length = clip.duration
     if clip.loop:
         cycle = np.floor(t / length + 1e-9).astype(int)
         tau = t - cycle * length
     else:
-        cycle = np.zeros(steps, int)
+        cycle = np.zeros(len(t), int)
         tau = np.minimum(t, length)
     u = np.clip(tau / clip.frame_duration, 0, clip.frames - 1)
     k = np.minimum(np.floor(u + 1e-9).astype(int), clip.frames - 2)
-    w = u - k
+    return cycle, k, u - k
 
-    def lerp(a: np.ndarray) -> np.ndarray:
-        return (1 - w)[:, None] * a[k] + w[:, None] * a[k + 1]
 
-    pos, joints = lerp(clip.pos), lerp(clip.joints)
+def _lerp(a: np.ndarray, k: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (1 - w)[:, None] * a[k] + w[:, None] * a[k + 1]
+
+
+def _tiled_pose(
+    clip: Clip, cycle: np.ndarray, k: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Position, orientation and joints at the output times, each cycle moved by the clip's cycle offsets
+    (as motion_imitation: the heading turns by dh per cycle, the position moves by dp, rotated); and the
+    per-step cycle rotation."""
+    pos, joints = _lerp(clip.pos, k, w), _lerp(clip.joints, k, w)
     quat = slerp(clip.quat[k], clip.quat[k + 1], w)
-    # cycle offsets, as motion_imitation: heading turns by dh per cycle, position moves by dp (rotated)
     dp = np.zeros(3)
     dh = 0.0
     if clip.loop and clip.offset_position:
@@ -146,37 +180,57 @@ def retarget(
         offsets[c] = offsets[c - 1] + qrotate(qyaw((c - 1) * dh), dp)
     pos = qrotate(rot_c, pos) + offsets[cycle]
     quat = continuous(qmul(rot_c, quat))
+    return pos, quat, joints, rot_c
 
-    # joints: clamp to the Go2's ranges, widened by what its soft joint limits let the simulator reach
-    ranges = joint_ranges() if ranges is None else ranges
+
+def _clamp_joints(joints: np.ndarray, ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joints clamped to the Go2's ranges, widened by what its soft joint limits let the simulator
+    reach: ``(joints, clamped (T, 12), excess past the range per joint)``."""
     lo, hi = ranges[:, 0], ranges[:, 1]
     excess = np.maximum(lo - joints, joints - hi).max(axis=0)
     lo, hi = lo - LIMIT_SLACK, hi + LIMIT_SLACK
     clamped = (joints < lo) | (joints > hi)
-    joints = np.clip(joints, lo, hi)
+    return np.clip(joints, lo, hi), clamped, excess
 
+
+def _velocities(
+    clip: Clip,
+    pos: np.ndarray,
+    quat: np.ndarray,
+    joints: np.ndarray,
+    rot_c: np.ndarray,
+    k: np.ndarray,
+    w: np.ndarray,
+    dt: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Base linear (world) and angular (body) velocity and joint velocities: the clip's own (AMP frames)
+    or finite differences of the pose; and which."""
     if clip.linvel is not None:
-        linvel = qrotate(rot_c, lerp(clip.linvel))
-        ang_world = qrotate(rot_c, lerp(clip.angvel))
+        linvel = qrotate(rot_c, _lerp(clip.linvel, k, w))
+        ang_world = qrotate(rot_c, _lerp(clip.angvel, k, w))
         angvel = qrotate(qconj(quat), ang_world)
-        jointvel = lerp(clip.jointvel)
-        velocities = "frames"
-    else:
-        linvel = np.gradient(pos, dt, axis=0)
-        angvel = body_angular_velocity(quat, dt)
-        jointvel = np.gradient(joints, dt, axis=0)
-        velocities = "finite differences"
+        return linvel, angvel, _lerp(clip.jointvel, k, w), "frames"
+    linvel = np.gradient(pos, dt, axis=0)
+    angvel = body_angular_velocity(quat, dt)
+    jointvel = np.gradient(joints, dt, axis=0)
+    return linvel, angvel, jointvel, "finite differences"
 
+
+def _placed_pose(
+    pos: np.ndarray, quat: np.ndarray, joints: np.ndarray, place: bool
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``qpos (T, 19)`` with the feet put on the floor (the median lowest foot bottom at 0) when
+    ``place``; the lowest foot bottom per step after it, and the height shift."""
     qpos = np.concatenate([pos, quat, joints], axis=1)
     lowest = (feet_in_world(qpos)[..., 2] - FOOT_RADIUS).min(axis=1)  # (T,) lowest foot bottom
     shift = -float(np.median(lowest)) if place else 0.0
     qpos[:, 2] += shift
-    lowest = lowest + shift
-    states = np.concatenate([qpos, linvel, angvel, jointvel], axis=1)
-    assert states.shape[1] == STATE_DIM
+    return qpos, lowest + shift, shift
 
-    floating = lowest > 0.01
-    info = {
+
+def _timing_info(clip: Clip, steps: int, t: np.ndarray, dt: float) -> dict:
+    length = clip.duration
+    return {
         "clip_seconds": length,
         "clip_frames": clip.frames,
         "frame_duration": clip.frame_duration,
@@ -184,7 +238,12 @@ def retarget(
         "seconds": (steps - 1) * dt,
         "steps": steps,
         "cycles": float(t[-1] / length) if length > 0 else 0.0,
-        "velocities": velocities,
+    }
+
+
+def _contact_info(qpos: np.ndarray, lowest: np.ndarray, shift: float, place: bool) -> dict:
+    floating = lowest > 0.01
+    return {
         "height_offset_m": shift,
         "placed": place,
         "mean_height_m": float(qpos[:, 2].mean()),
@@ -192,14 +251,17 @@ def retarget(
         "foot_penetration_mean_m": float(np.maximum(0.0, -lowest).mean()),
         "all_feet_above_1cm_fraction": float(floating.mean()),
         "float_mean_m": float(lowest[floating].mean()) if floating.any() else 0.0,
+    }
+
+
+def _clamp_info(clamped: np.ndarray, excess: np.ndarray) -> dict:
+    return {
         "clamped_steps": int(clamped.any(axis=1).sum()),
         "clamps_per_joint": {
             name: int(n) for name, n in zip(JOINT_NAMES, clamped.sum(axis=0), strict=True) if n
         },
         "clamp_max_excess_rad": float(max(0.0, excess.max())),
-        "ignored_numbers_per_frame": clip.ignored_numbers,
     }
-    return Retargeted(states, dt, info)
 
 
 def _check_float32(path: str | Path, states: np.ndarray, dt: float) -> None:
