@@ -17,9 +17,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dynaflow.evaluate.catalogue import number, run_name
+from dynaflow.evaluate.headline import walks
 from dynaflow.robots.go2 import LEGS, STATE_DIM, STATE_GROUPS
 
-__all__ = ["PLOTS", "png"]
+__all__ = ["PLOTS", "plot_headline", "png"]
 
 DEFAULT_CTRL_DT = 0.02  # s, the Go2 control period used by the datasets
 _J = STATE_GROUPS["joint_pos"].start
@@ -228,53 +229,99 @@ def plot_long_horizon(runs: Sequence[dict]) -> Figure | None:
     return fig
 
 
-def plot_transfer(runs: Sequence[dict]) -> Figure | None:
-    """The transfer suite as heat maps, one per run and mode (open, closed loop): rows are the perturbed
-    worlds, columns the gait commands; colour is the fraction of runs upright for the whole run, the text
-    the median displacement achieved / commanded (or "fell")."""
+def _transfer_panels(
+    runs: Sequence[dict], worlds: Sequence[str] | None, modes: Sequence[str]
+) -> list[tuple[str, str, list[dict]]]:
+    """(run name, mode, cells) for every run with a transfer suite and every mode it ran, keeping only
+    the cells of ``worlds`` (all when None)."""
     panels = []
     for i, r in enumerate(runs):
         result = r.get("transfer")
         if not result:
             continue
-        for mode in ("open", "closed"):
-            cells = [c for c in result.get("cells", []) if c["mode"] == mode]
+        for mode in modes:
+            cells = [
+                c
+                for c in result.get("cells", [])
+                if c["mode"] == mode and (worlds is None or c["perturbation"] in worlds)
+            ]
             if cells:
                 panels.append((run_name(r, i), mode, cells))
+    return panels
+
+
+def _transfer_heat_map(ax, name: str, mode: str, cells: list[dict], walking: bool = False) -> None:
+    """One panel: rows the worlds, columns the gait commands; colour the fraction of runs upright (or,
+    with ``walking``, that walk: :func:`~dynaflow.evaluate.headline.walks`), text distance or "fell"."""
+    score = walks if walking else (lambda c: bool(c["upright"]))
+    worlds = list(dict.fromkeys(c["perturbation"] for c in cells))
+    cols = list(dict.fromkeys((c["gait"], tuple(c["command"])) for c in cells))
+    up = np.full((len(worlds), len(cols)), np.nan)
+    text = [["" for _ in cols] for _ in worlds]
+    for a, w in enumerate(worlds):
+        for b, col in enumerate(cols):
+            mine = [c for c in cells if c["perturbation"] == w and (c["gait"], tuple(c["command"])) == col]
+            if not mine:
+                continue
+            up[a, b] = np.mean([score(c) for c in mine])
+            ratios = [c["distance_ratio"] for c in mine if c["upright"] and c["distance_ratio"] is not None]
+            standing = any(c["upright"] for c in mine)
+            text[a][b] = f"{np.median(ratios):.2f}" if ratios else ("up" if standing else "fell")
+    ax.imshow(up, cmap="RdYlGn", vmin=-0.6, vmax=1.6, aspect="auto")  # light shades: legible text
+    for a in range(len(worlds)):
+        for b in range(len(cols)):
+            ax.text(b, a, text[a][b], ha="center", va="center", fontsize=8 if walking else 6)
+    labels = [WORLD_LABELS.get(w, w) if walking else w for w in worlds]
+    ax.set_yticks(range(len(worlds)), labels, fontsize=7)
+    ax.set_xticks(range(len(cols)), [f"{g}\n{', '.join(f'{v:g}' for v in c)}" for g, c in cols], fontsize=7)
+    what = "walks" if walking else "upright"
+    ax.set_title(f"{name}: {mode} loop (colour: {what}; text: distance achieved / commanded)", fontsize=8)
+
+
+def plot_transfer(
+    runs: Sequence[dict],
+    worlds: Sequence[str] | None = None,
+    modes: Sequence[str] = ("open", "closed"),
+    panel_height: float = 3.6,
+    title: str = "Transfer to perturbed worlds",
+    walking: bool = False,
+) -> Figure | None:
+    """The transfer suite as heat maps, one per run and mode (open, closed loop): rows are the perturbed
+    worlds (``worlds`` only, when given), columns the gait commands; colour is the fraction of runs
+    upright for the whole run (with ``walking``: that walk), the text the median displacement achieved /
+    commanded (or "fell")."""
+    panels = _transfer_panels(runs, worlds, modes)
     if not panels:
         return None
-    fig = Figure(figsize=(FIGSIZE[0], 0.5 + 3.6 * len(panels)), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(FIGSIZE[0], 0.5 + panel_height * len(panels)), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(panels), 1))
     for ax, (name, mode, cells) in zip(axes, panels, strict=True):
-        worlds = list(dict.fromkeys(c["perturbation"] for c in cells))
-        cols = list(dict.fromkeys((c["gait"], tuple(c["command"])) for c in cells))
-        up = np.full((len(worlds), len(cols)), np.nan)
-        text = [["" for _ in cols] for _ in worlds]
-        for a, w in enumerate(worlds):
-            for b, col in enumerate(cols):
-                mine = [
-                    c for c in cells if c["perturbation"] == w and (c["gait"], tuple(c["command"])) == col
-                ]
-                if not mine:
-                    continue
-                up[a, b] = np.mean([c["upright"] for c in mine])
-                ratios = [
-                    c["distance_ratio"] for c in mine if c["upright"] and c["distance_ratio"] is not None
-                ]
-                text[a][b] = f"{np.median(ratios):.2f}" if ratios else ("up" if up[a, b] else "fell")
-        ax.imshow(up, cmap="RdYlGn", vmin=-0.6, vmax=1.6, aspect="auto")  # light shades: legible text
-        for a in range(len(worlds)):
-            for b in range(len(cols)):
-                ax.text(b, a, text[a][b], ha="center", va="center", fontsize=6)
-        ax.set_yticks(range(len(worlds)), worlds, fontsize=7)
-        ax.set_xticks(
-            range(len(cols)), [f"{g}\n{', '.join(f'{v:g}' for v in c)}" for g, c in cols], fontsize=7
-        )
-        ax.set_title(
-            f"{name}: {mode} loop (colour: upright; text: distance achieved / commanded)", fontsize=8
-        )
-    fig.suptitle("Transfer to perturbed worlds", fontsize=10)
+        _transfer_heat_map(ax, name, mode, cells, walking)
+    fig.suptitle(title, fontsize=10)
     return fig
+
+
+HEADLINE_WORLDS = ("nominal", "reference")
+WORLD_LABELS = {"nominal": "Φ (nominal)", "reference": "reference sim"}
+
+
+def plot_headline(runs: Sequence[dict]) -> tuple[Figure, str] | None:
+    """The report's headline figure and its caption: each gait in Φ's world and the reference simulator
+    (the transfer suite's open-loop runs in those worlds) when the evaluation has them, else the
+    long-horizon plot; None when neither has data."""
+    fig = plot_transfer(
+        runs, HEADLINE_WORLDS, ("open",), 1.3, "Does each gait walk? (open loop)", walking=True
+    )
+    if fig is not None:
+        caption = (
+            "Each gait command's generated actions replayed open loop in MuJoCo C with Φ's options "
+            "(nominal) and in the reference simulator: green, it walks (upright the whole run and at least "
+            "half the commanded distance; a zero command: upright and still); the number, the distance "
+            "along the command / commanded."
+        )
+        return fig, caption
+    fig = plot_long_horizon(runs)
+    return None if fig is None else (fig, PLOTS_BY_STEM["long_horizon"])
 
 
 # (file stem, caption, function)
@@ -309,7 +356,11 @@ PLOTS: tuple[tuple[str, str, Callable[[Sequence[dict]], Figure | None]], ...] = 
 )
 
 
+PLOTS_BY_STEM = {stem: caption for stem, caption, _ in PLOTS}
+
+
 def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (the figure is cleared afterwards)."""
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=DPI)
