@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dynaflow.evaluate.catalogue import ROWS, format_markdown_table
+from dynaflow.evaluate.headline import SAE_AGREEMENT, format_headline, walks
 from dynaflow.evaluate.report import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -149,7 +150,8 @@ def test_write_report_writes_every_file(tmp_path, runs):
     for key in ("metrics", "markdown", "html"):
         assert paths[key].is_file() and paths[key].stat().st_size > 0
     stems = {p.stem for p in paths["plots"]}
-    assert stems == {"joints", "base", "sae_over_horizon", "contacts", "long_horizon"}
+    # no transfer suite here: the headline figure falls back to the long-horizon plot
+    assert stems == {"headline", "joints", "base", "sae_over_horizon", "contacts", "long_horizon"}
     for p in paths["plots"]:
         data = p.read_bytes()
         assert p.parent.name == "plots" and len(data) > 1000 and data.startswith(PNG_MAGIC)
@@ -170,7 +172,8 @@ def test_write_report_writes_every_file(tmp_path, runs):
     # report.md: provenance first, a table with one column per run, n/a for what a method lacks
     md = paths["markdown"].read_text()
     assert "Produced by: `dynaflow compare --checkpoints a b c --out reports/x`" in md.split("## Runs")[0]
-    table = [line for line in md.splitlines() if line.startswith("|")]
+    full = md[md.index("## Metrics") :].split("\n## ")[0]  # the full table, below the headline
+    table = [line for line in full.splitlines() if line.startswith("|")]
     header = re.split(r"(?<!\\)\|", table[0].strip())[1:-1]
     assert [h.strip() for h in header] == ["metric", "dynaflow", "state-fm \\| v2", "bc"]
     for line in table:
@@ -192,7 +195,7 @@ def test_write_report_writes_every_file(tmp_path, runs):
 
     # report.html: the same table, plots embedded (self-contained), text escaped
     page = paths["html"].read_text()
-    assert page.count("<table") == 1 and page.count("<th>") >= 1 + len(runs)
+    assert page.count('<table class="metrics">') == 1 and page.count("<th>") >= 1 + len(runs)
     assert "n/a" in page and "test &lt;machine&gt;" in page and "synthetic &amp; fake" in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == len(paths["plots"])
@@ -225,7 +228,7 @@ def test_bad_plot_input_is_skipped_with_a_warning(tmp_path):
     }
     with pytest.warns(UserWarning, match="X_gen"):
         paths = write_report(tmp_path, [run], {"command": "x", "dataset": "d", "seeds": 0})
-    assert [p.stem for p in paths["plots"]] == ["long_horizon"]
+    assert [p.stem for p in paths["plots"]] == ["headline", "long_horizon"]  # the headline's fallback
 
 
 def test_empty_runs_rejected(tmp_path):
@@ -237,3 +240,138 @@ def test_every_row_has_a_unique_key_and_a_definition():
     keys = [r.key for r in ROWS]
     assert len(keys) == len(set(keys))
     assert all(r.definition for r in ROWS if r.text is None)
+
+
+def _cell(world: str, gait: str, command, upright=True, ratio=None, on_speed=False, mode="open", seed=0):
+    return {
+        "mode": mode,
+        "perturbation": world,
+        "gait": gait,
+        "command": list(command),
+        "seed": seed,
+        "upright": upright,
+        "fell_at_s": None if upright else 2.5,
+        "distance_ratio": ratio,
+        "on_speed": on_speed,
+    }
+
+
+def _transfer(cells: list[dict]) -> dict:
+    """A transfer-suite result as :func:`~dynaflow.evaluate.transfer.transfer_suite` returns it (the parts
+    the report reads), summarised by the suite's own function."""
+    from dynaflow.evaluate.transfer import summarise
+
+    worlds = list(dict.fromkeys(c["perturbation"] for c in cells))
+    return {
+        "seconds": 10.0,
+        "replan_every": 8,
+        "perturbations": [{"name": w, "description": w} for w in worlds],
+        "cells": cells,
+        "summary": summarise(cells),
+    }
+
+
+def _headline(md: str) -> str:
+    return md[md.index("## Headline") : md.index("## Runs")]
+
+
+def test_headline_comes_before_the_full_table(tmp_path, runs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paths = write_report(tmp_path, runs, PROVENANCE)
+    md, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert md.index("## Headline: does it work?") < md.index("| metric |") < md.index("## Plots")
+    assert md.splitlines()[2] == "## Headline: does it work?"  # right after the title
+    head = _headline(md)
+    for title in ("### Does each gait walk?", "### Admissible?", "### Does it transfer?"):
+        assert title in head
+    assert "](plots/headline.png)" in head
+    # admissibility beside the baselines: dynaflow and bc pass, the states-only model does not
+    assert "| dynaflow | 2.30e-05 |" in head and "✓ its states are the rollout" in head
+    state_fm = next(line for line in head.splitlines() if line.startswith("| state-fm \\| v2 |"))
+    assert "✗ no actions" in state_fm
+    assert "- Admissible: dynaflow ✓, state-fm \\| v2 ✗, bc ✓." in head
+    # no transfer suite: said, not an error; the long-horizon replays give an upright-only row per run
+    assert "Transfer: not run in this evaluation" in head
+    assert "| dynaflow | ✓ upright 100 % | ✗ upright 75 % |" in head
+    assert "| bc | ✓ upright 100 % | ✗ upright 25 %, \\|Δvx\\| 0.10 m/s |" in head  # tracked there
+    # HTML: the headline section (verdicts, figure, tables) precedes the metrics table
+    assert page.index('<section class="headline">') < page.index('<table class="metrics">')
+    top = page[: page.index('<table class="metrics">')]
+    assert "data:image/png;base64," in top and '<td class="fail">' in top and '<td class="pass">' in top
+    doc = json.loads(paths["metrics"].read_text())
+    assert [s["title"] for s in doc["headline"]["sections"]][0] == "Does each gait walk?"
+
+
+def test_a_gait_that_falls_is_not_walking(tmp_path):
+    cells = [
+        _cell("nominal", "trot", (0.5, 0, 0), ratio=0.9),
+        _cell("nominal", "trot", (0.3, 0, 0.4), ratio=0.7),
+        _cell("reference", "trot", (0.5, 0, 0), ratio=0.8),
+        _cell("reference", "trot", (0.3, 0, 0.4), upright=False, ratio=0.1),
+        _cell("nominal", "pace", (0.3, 0, 0), ratio=0.2),  # upright, but a fifth of the distance
+        _cell("reference", "pace", (0.3, 0, 0), upright=False, ratio=0.9),  # far, but it fell
+        _cell("nominal", "stand", (0, 0, 0), on_speed=True),
+        _cell("push 30 N", "trot", (0.5, 0, 0), upright=False, ratio=0.3),
+        _cell("push 30 N", "trot", (0.5, 0, 0), upright=True, ratio=0.6, mode="closed"),
+    ]
+    assert [walks(c) for c in cells[:7]] == [True, True, True, False, False, False, True]
+    run = {
+        "name": "dynaflow",
+        "method": "dynaflow",
+        "metrics": {"sae_max": 2e-5},
+        "transfer": _transfer(cells),
+    }
+    paths = write_report(tmp_path, [run], {"command": "x", "dataset": "d", "seeds": 0})
+    head = _headline(paths["markdown"].read_text())
+    rows = {line.split(" | ")[0]: line for line in head.splitlines() if line.startswith("| ")}
+    trot, pace, stand = (
+        rows["| trot (0.5, 0, 0; 0.3, 0, 0.4)"],
+        rows["| pace (0.3, 0, 0)"],
+        rows["| stand (0, 0, 0)"],
+    )
+    assert "| ✓ walks (upright 2/2, distance 0.80, on speed 0/2) | ✗ walks in 1/2 runs (upright 1/2" in trot
+    assert "fell at 2.5 s" in trot
+    assert "| ✗ does not walk (upright 1/1, distance 0.20" in pace and pace.endswith("fell at 2.5 s) |")
+    assert "| ✓ stands (upright 1/1, on speed 1/1) | n/a |" in stand  # no reference run: n/a
+    assert "- Walks: dynaflow in Φ (MuJoCo C, Φ's options): 2/3 gaits pass; dynaflow in reference" in head
+    assert "reference simulator: 0/2 gaits pass." in head
+    # transfer: open loop fell (named worlds), closed loop upright
+    assert "| dynaflow, open loop | 3 | 62 % of 8 |" in head
+    assert "✗ fell in reference (trot, pace); push 30 N (trot) |" in head
+    assert "| dynaflow, closed loop | 1 | 100 % of 1 |" in head and "✓ upright in every run" in head
+    assert (tmp_path / "plots" / "headline.png").read_bytes().startswith(PNG_MAGIC)
+    assert "sae" not in "".join(p.stem for p in paths["plots"])  # only what the run has is drawn
+
+
+def test_headline_copes_with_partial_results(tmp_path):
+    # one run: no baseline, no transfer, no long horizon, no reference simulator
+    run = {"name": "solo", "method": "dynaflow", "metrics": {"tre": 0.3}}
+    paths = write_report(tmp_path / "a", [run], {"command": "x", "dataset": "d", "seeds": 0})
+    head = _headline(paths["markdown"].read_text())
+    assert "Nothing was replayed in a simulator" in head and "Transfer: not run in this evaluation" in head
+    assert "Walks: per gait, not run in this evaluation" in head
+    assert "headline.png" not in head and paths["plots"] == []
+    # a gait missing and no reference world: rows for what ran, the reference world's absence said
+    only = {
+        "name": "d",
+        "metrics": {},
+        "transfer": _transfer([_cell("nominal", "bound", (0.4, 0, 0), ratio=1)]),
+    }
+    paths = write_report(
+        tmp_path / "b", [only, {"name": "empty"}], {"command": "x", "dataset": "d", "seeds": 0}
+    )
+    head = _headline(paths["markdown"].read_text())
+    assert "| bound (0.4, 0, 0) | ✓ walks" in head and "| trot" not in head
+    assert "The reference world was not among the transfer worlds of d." in head
+    assert "Not replayed in a simulator: empty" in head
+    assert "| empty | n/a | n/a | n/a | n/a |" in head
+    # the same headline from a written metrics.json (what the CLI can print)
+    runs = json.loads(paths["metrics"].read_text())["runs"]
+    assert format_headline(runs).startswith("- Walks: d in Φ (MuJoCo C, Φ's options): 1/1 gaits pass.")
+
+
+def test_admissibility_threshold_is_the_physics_check_tolerance():
+    from dynaflow.physics.check import AGREEMENT
+
+    assert SAE_AGREEMENT == AGREEMENT
