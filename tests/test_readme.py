@@ -1,6 +1,8 @@
-"""The README runs as written, top to bottom: every block marked ``<!-- runnable -->`` is executed in one
-empty directory, the shell blocks through the real `dynaflow` command and the Python blocks in one
-namespace, so the Python API works on the checkpoint the README's own commands made.
+"""The README and the documentation run as written: every block marked ``<!-- runnable -->`` is executed in
+one empty directory, the README's first and then each page of ``docs/`` in the site's order
+(``mkdocs.yml``'s nav), the shell blocks through the real `dynaflow` command and the Python blocks in one
+namespace, so the Python API works on the checkpoint the README's own commands made. A page may show a
+part of the README with ``--8<-- "README.md:SECTION"`` (the tour): those blocks run once, from the README.
 
 In CI the commands run at tiny sizes: each gets the extra flags in :data:`TINY` appended (argparse keeps
 the last value of a flag), which puts training on the suite's shared small configuration (one compile)."""
@@ -14,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from conftest import SMALL
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 RUNNABLE = re.compile(r"<!-- runnable -->\n```(python|bash)\n(.*?)```", re.S)
 
 _SMALL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
@@ -27,6 +30,23 @@ TINY = {
 }
 
 
+def documents() -> list[Path]:
+    """The README, then the documentation's pages in the order of the site's navigation."""
+    nav = re.findall(r"^\s*- .*?([\w./-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    pages = [ROOT / "docs" / name for name in nav]
+    assert sorted(pages) == sorted((ROOT / "docs").glob("*.md")), "a docs page missing from the nav"
+    return [README, *pages]
+
+
+def runnable_blocks(path: Path) -> list[tuple[str, str]]:
+    """A file's runnable blocks, ``(kind, code)``; every Python block of it must be marked runnable."""
+    text = path.read_text()
+    blocks = RUNNABLE.findall(text)
+    marked = sum(kind == "python" for kind, _ in blocks)
+    assert text.count("```python") == marked, f"{path.name}: an unmarked python block"
+    return blocks
+
+
 def commands(block: str) -> list[list[str]]:
     """The `dynaflow ...` command lines of a shell block (comments dropped, continuations joined)."""
     text = block.replace("\\\n", " ")
@@ -35,33 +55,40 @@ def commands(block: str) -> list[list[str]]:
     ]
 
 
-def test_readme_runs_top_to_bottom(tmp_path, monkeypatch, capsys):
+def test_the_test_command_is_what_ci_runs():
+    """The README's (and the install page's) test command is the one `.ci/run` runs, verbatim."""
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "python -m pytest" in line]
+    assert len(ci) == 1
+    for path in (README, ROOT / "docs" / "install.md"):
+        shown = [line for line in path.read_text().splitlines() if "python -m pytest" in line]
+        assert shown == ci, path.name
+
+
+def test_readme_and_docs_run_top_to_bottom(tmp_path, monkeypatch, capsys):
     from dynaflow.cli import main
 
-    text = README.read_text()
-    blocks = RUNNABLE.findall(text)
-    assert text.count("```python") == sum(kind == "python" for kind, _ in blocks), "an unmarked python block"
-    shell = [b for kind, b in blocks if kind == "bash"]
+    blocks = [(path, kind, code) for path in documents() for kind, code in runnable_blocks(path)]
+    shell = [code for _, kind, code in blocks if kind == "bash"]
     assert len(shell) >= 2 and sum(len(commands(b)) for b in shell) >= 6
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     ran = []
-    for kind, block in blocks:
+    for path, kind, code in blocks:
         if kind == "bash":
-            for argv in commands(block):
+            for argv in commands(code):
                 extra = next((v for k, v in TINY.items() if tuple(argv[: len(k)]) == k), [])
-                assert main(argv + extra) == 0, (argv, capsys.readouterr().err[-2000:])
+                assert main(argv + extra) == 0, (path.name, argv, capsys.readouterr().err[-2000:])
                 ran.append(argv[0])
-        elif "replay_in_mujoco" in block:  # the simulator's example stands alone
+        elif "replay_in_mujoco" in code:  # the simulator's example stands alone
             ns: dict = {}
-            exec(compile(block, str(README), "exec"), ns)
+            exec(compile(code, str(path), "exec"), ns)
             assert ns["X"].shape == (17, 37) and ns["Xc"].shape == (17, 37) and ns["dU"].shape == (16, 12)
         else:
-            exec(compile(block, str(README), "exec"), namespace)
+            exec(compile(code, str(path), "exec"), namespace)
     assert ran[:6] == ["physics", "data", "train", "sample", "render", "generate"]
     for name in ("tour_samples.npz", "tour.mp4", "tour.motion.npz", "tour_motion.npz", "tour_motion.json"):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert {"export", "data"} <= set(ran[6:])  # motion out as a clip and back in
+    assert {"export", "data"} <= set(ran[6:])  # motion out as a clip and back
     with np.load(tmp_path / "tour_motion.npz") as a, np.load(tmp_path / "tour_back.npz") as b:
         np.testing.assert_allclose(b["states"][0], a["states"], atol=1e-5)
     assert (tmp_path / "runs" / "tour" / "best" / "config.json").is_file()
