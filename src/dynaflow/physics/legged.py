@@ -17,6 +17,7 @@ says whether a model has the supported shape; :mod:`dynaflow.physics.implicit` r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,19 +83,61 @@ def legged_layout(model: mujoco.MjModel) -> LeggedLayout | None:
     body (no pairs or excludes); position-style actuators on the hinges with joint transmission; no
     tendons, equality constraints, sensors, activations, gravity compensation or fluid forces."""
     m = model
+    if not _supported_tree_and_options(m):
+        return None
+    chains = _chains(m)
+    if chains is None:
+        return None
+    body = np.array(chains)
+    jnt = m.body_jntadr[body]
+    dof, qpos = m.jnt_dofadr[jnt], m.jnt_qposadr[jnt]
+    if not (np.array_equal(dof.ravel(), np.arange(6, m.nv)) and np.array_equal(qpos, dof + 1)):
+        return None
+    contacts = _feet_on_a_plane(m, chains)
+    if contacts is None or not _supported_actuators(m, jnt):
+        return None
+    plane, foot = contacts
+    limited = np.flatnonzero(m.jnt_limited[1:]) + 1
+    kl = np.argwhere(np.isin(jnt, limited))
+    order = np.argsort(jnt[kl[:, 0], kl[:, 1]])
+    normal, frame = _contact_frame(m, plane)
+    return LeggedLayout(
+        body=body,
+        dof=dof,
+        qpos=qpos,
+        jnt=jnt,
+        foot=np.array(foot),
+        plane=plane,
+        limited=limited,
+        limited_kl=kl[order],
+        frame=frame,
+        plane_normal=normal,
+        plane_pos=m.geom_pos[plane].copy(),
+        nv=m.nv,
+    )
+
+
+def _supported_tree_and_options(m: mujoco.MjModel) -> bool:
+    """Body 1 is the world's only child, with a free joint; every other body has one hinge; none of
+    the model elements or forces the stages leave out."""
     if m.nbody < 3 or m.njnt != m.nbody - 1 or m.body_jntnum[1] != 1 or m.jnt_type[0] != _FREE:
-        return None
+        return False
     if m.body_jntadr[1] != 0 or m.body_parentid[1] != 0 or np.any(m.body_parentid[2:] == 0):
-        return None
+        return False
     if np.any(m.body_jntnum[1:] != 1) or np.any(m.jnt_type[1:] != _HINGE):
-        return None
+        return False
     if m.ntendon or m.neq or m.npair or m.nexclude or m.nsensor or m.na or m.nmocap or m.nflex:
-        return None
+        return False
     if np.any(m.jnt_stiffness != 0) or np.any(m.dof_frictionloss != 0) or np.any(m.body_gravcomp != 0):
-        return None
+        return False
     if np.any(m.opt.wind != 0) or m.opt.density != 0 or m.opt.viscosity != 0:
-        return None
-    # chains: children of body 1, each followed by exactly one child per level
+        return False
+    return not np.any(m.jnt_margin != 0)
+
+
+def _chains(m: mujoco.MjModel) -> list[list[int]] | None:
+    """The legs: chains of bodies from each child of body 1, one child per level, all of one length and
+    together every body but the world and the base; None otherwise."""
     starts = [b for b in range(2, m.nbody) if m.body_parentid[b] == 1]
     chains = []
     for b in starts:
@@ -109,12 +152,12 @@ def legged_layout(model: mujoco.MjModel) -> LeggedLayout | None:
         chains.append(chain)
     if not chains or len({len(c) for c in chains}) != 1 or sum(map(len, chains)) != m.nbody - 2:
         return None
-    body = np.array(chains)
-    jnt = m.body_jntadr[body]
-    dof, qpos = m.jnt_dofadr[jnt], m.jnt_qposadr[jnt]
-    if not (np.array_equal(dof.ravel(), np.arange(6, m.nv)) and np.array_equal(qpos, dof + 1)):
-        return None
-    # contacts: sphere feet (one per chain end) against one plane on the world body
+    return chains
+
+
+def _feet_on_a_plane(m: mujoco.MjModel, chains: list[list[int]]) -> tuple[int, list[int]] | None:
+    """``(plane, feet)`` when the only contacts are one sphere (condim 3) on each chain's last body
+    against one plane on the world body, in MJX's contact order; None otherwise."""
     colliding = [g for g in range(m.ngeom) if m.geom_contype[g] or m.geom_conaffinity[g]]
     planes = [g for g in colliding if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE and m.geom_bodyid[g] == 0]
     spheres = [g for g in colliding if g not in planes]
@@ -138,41 +181,31 @@ def legged_layout(model: mujoco.MjModel) -> LeggedLayout | None:
         return None
     if foot != sorted(foot) or plane > min(foot):  # MJX orders contacts (plane, foot) by geom id
         return None
-    # actuators: one per hinge, joint transmission, fixed gain, affine bias, no dynamics
+    return plane, foot
+
+
+def _supported_actuators(m: mujoco.MjModel, jnt: np.ndarray) -> bool:
+    """One actuator per hinge, in order: joint transmission, fixed gain, affine bias, no dynamics, no
+    actuator force limits on the joints."""
     if m.nu != m.nv - 6 or np.any(m.actuator_trntype != mujoco.mjtTrn.mjTRN_JOINT):
-        return None
+        return False
     if not np.array_equal(m.actuator_trnid[:, 0], jnt.ravel()):
-        return None
+        return False
     if np.any(m.actuator_gaintype != mujoco.mjtGain.mjGAIN_FIXED) or np.any(m.actuator_dyntype != 0):
-        return None
-    if np.any(m.actuator_biastype != mujoco.mjtBias.mjBIAS_AFFINE) or np.any(m.jnt_actfrclimited):
-        return None
-    if np.any(m.jnt_margin != 0):
-        return None
-    limited = np.flatnonzero(m.jnt_limited[1:]) + 1
-    kl = np.argwhere(np.isin(jnt, limited))
-    order = np.argsort(jnt[kl[:, 0], kl[:, 1]])
-    # the plane's frame (world body: fixed), and MJX's contact frame for its normal
+        return False
+    return not (np.any(m.actuator_biastype != mujoco.mjtBias.mjBIAS_AFFINE) or np.any(m.jnt_actfrclimited))
+
+
+def _contact_frame(m: mujoco.MjModel, plane: int) -> tuple[np.ndarray, np.ndarray]:
+    """The plane's normal (world body: fixed) and MJX's contact frame for it (rows: normal, two
+    tangents)."""
     mat = np.zeros(9)
     mujoco.mju_quat2Mat(mat, m.geom_quat[plane])
     normal = mat.reshape(3, 3)[:, 2] / np.linalg.norm(mat.reshape(3, 3)[:, 2])
     b = np.array([0.0, 1.0, 0.0]) if -0.5 < normal[1] < 0.5 else np.array([0.0, 0.0, 1.0])
     b = b - normal * normal.dot(b)
     b = b / np.linalg.norm(b)
-    return LeggedLayout(
-        body=body,
-        dof=dof,
-        qpos=qpos,
-        jnt=jnt,
-        foot=np.array(foot),
-        plane=plane,
-        limited=limited,
-        limited_kl=kl[order],
-        frame=np.stack([normal, b, np.cross(normal, b)]),
-        plane_normal=normal,
-        plane_pos=m.geom_pos[plane].copy(),
-        nv=m.nv,
-    )
+    return normal, np.stack([normal, b, np.cross(normal, b)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,16 +218,67 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     Returns ``qpos`` (its base quaternion normalised, as MJX's kinematics writes it back), the dense mass
     matrix ``M``, ``qfrc_smooth`` (passive - bias + actuator forces), and the constraint rows ``efc_J``,
     ``efc_D`` and ``efc_aref`` (joint limits, then each foot's four pyramid edges)."""
-    K, L = lay.legs, lay.links
-    dtype = qpos.dtype
-    body = lay.body
+    qpos, kin = _kinematics(m, lay, qpos)
+    frame = _com_frame(m, lay, kin, qpos.dtype)
+    mass_matrix = _mass_matrix(m, lay, frame, qpos.dtype)
+    bias = _bias_forces(m, lay, frame, qvel, qpos.dtype)
+    passive = -m.dof_damping * qvel
+    qfrc_smooth = passive - bias + _actuator_forces(m, qpos, qvel, ctrl)
+    rows = [_joint_limit_rows(m, lay, kin.q)] if len(lay.limited) else []
+    rows.append(_contact_rows(m, lay, kin, frame, qpos.dtype))
+    return {"qpos": qpos, "M": mass_matrix, "qfrc_smooth": qfrc_smooth, **_constraints(m, rows, qvel)}
 
-    # -- kinematics --------------------------------------------------------------------------
+
+class _Kinematics(NamedTuple):
+    """Where every body is: the base (``pos0``, ``quat0``, ``xmat0``; its inertial frame ``xipos0``,
+    ``ximat0``) and the legs' links ``(K, L, ...)`` with their joint anchors and axes; ``q`` the joint
+    angles ``(K, L)``."""
+
+    pos0: jax.Array
+    quat0: jax.Array
+    q: jax.Array
+    xpos: jax.Array
+    xquat: jax.Array
+    anchor: jax.Array
+    axis: jax.Array
+    xmat0: jax.Array
+    xipos0: jax.Array
+    ximat0: jax.Array
+    xipos: jax.Array
+    ximat: jax.Array
+
+
+class _ComFrame(NamedTuple):
+    """The robot's centre of mass, each body's inertia about it (``(I, m c, m)``) and the dofs' motion
+    axes about it (``cdof_free`` (6, 6): rows are the free joint's dofs; ``cdof`` (K, L, 6))."""
+
+    com: jax.Array
+    inert0: tuple
+    inert: tuple
+    cdof_free: jax.Array
+    cdof: jax.Array
+
+
+class _Rows(NamedTuple):
+    """Constraint rows of one kind: Jacobian, distances (for aref: zero when inactive; for the
+    impedance), inverse weights, solref and solimp."""
+
+    jac: jax.Array
+    pos_aref: jax.Array
+    pos: jax.Array
+    invweight: jax.Array
+    solref: jax.Array
+    solimp: jax.Array
+
+
+def _kinematics(m, lay: LeggedLayout, qpos: jax.Array) -> tuple[jax.Array, _Kinematics]:
+    """Forward kinematics down each leg, the base quaternion normalised (``qpos`` written back)."""
+    K, L = lay.legs, lay.links
+    body = lay.body
     quat0, _ = normalize(qpos[3:7])
     qpos = qpos.at[3:7].set(quat0)
     pos0 = qpos[:3]
     q = qpos[7:].reshape(K, L)
-    qd = qvel[6:].reshape(K, L)
     angle = q - m.qpos0[7:].reshape(K, L)
     jnt_pos = m.jnt_pos[lay.jnt]
     jnt_axis = m.jnt_axis[lay.jnt]
@@ -222,74 +306,92 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat = barrier(
         xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat
     )
+    return qpos, _Kinematics(pos0, quat0, q, xpos, xquat, anchor, axis, xmat0, xipos0, ximat0, xipos, ximat)
 
-    # -- com_pos: the robot's centre of mass, inertias and motion axes about it -------------------
+
+def _com_frame(m, lay: LeggedLayout, kin: _Kinematics, dtype) -> _ComFrame:
+    """MJX's ``com_pos``: the centre of mass, the inertias and motion axes about it."""
+    body = lay.body
     mass0, mass = m.body_mass[1], m.body_mass[body]
-    com = (mass0 * xipos0 + jnp.sum(mass[..., None] * xipos, axis=(0, 1))) / jnp.maximum(
+    com = (mass0 * kin.xipos0 + jnp.sum(mass[..., None] * kin.xipos, axis=(0, 1))) / jnp.maximum(
         mass0 + jnp.sum(mass), mujoco.mjMINVAL
     )
-
-    def cinert(ximat, inertia, off, mass):
-        rot = outer_sum(ximat * inertia[..., None, :], ximat)  # R diag(I) R^T
-        h = dot(off, off)[..., None, None] * jnp.eye(3, dtype=dtype) - off[..., :, None] * off[..., None, :]
-        return rot + h * mass[..., None, None], off * mass[..., None], mass
-
-    inert0 = cinert(ximat0, m.body_inertia[1], xipos0 - com, mass0)
-    inert = cinert(ximat, m.body_inertia[body], xipos - com, mass)  # (K, L, ...)
-    off0 = com - pos0
+    inert0 = _cinert(kin.ximat0, m.body_inertia[1], kin.xipos0 - com, mass0, dtype)
+    inert = _cinert(kin.ximat, m.body_inertia[body], kin.xipos - com, mass, dtype)  # (K, L, ...)
+    off0 = com - kin.pos0
     cdof_free = jnp.concatenate(
         [
             jnp.eye(3, 6, 3, dtype=dtype),
-            jnp.concatenate([xmat0.T, cross(xmat0.T, off0)], axis=-1),
+            jnp.concatenate([kin.xmat0.T, cross(kin.xmat0.T, off0)], axis=-1),
         ]
     )  # (6, 6): rows are dofs
-    cdof = jnp.concatenate([axis, cross(axis, com - anchor)], axis=-1)  # (K, L, 6)
-    com, inert0, inert, cdof_free, cdof = barrier(com, inert0, inert, cdof_free, cdof)
+    cdof = jnp.concatenate([kin.axis, cross(kin.axis, com - kin.anchor)], axis=-1)  # (K, L, 6)
+    return _ComFrame(*barrier(com, inert0, inert, cdof_free, cdof))
 
-    # -- crb: composite inertias and the dense mass matrix ---------------------------------------
-    crb = tuple(suffix_sum(x) for x in inert)  # subtree sums along each leg
-    crb0 = inert_add(inert0, tuple(jnp.sum(x[:, 0], axis=0) for x in crb))
-    f_free = inert_mul(crb0, cdof_free)  # (6, 6)
-    m_ff = jnp.tril(outer_sum(f_free, cdof_free))
+
+def _cinert(ximat, inertia, off, mass, dtype):
+    """A body's inertia about the centre of mass as ``(I, m c, m)``, ``c`` its offset ``off``."""
+    rot = outer_sum(ximat * inertia[..., None, :], ximat)  # R diag(I) R^T
+    h = dot(off, off)[..., None, None] * jnp.eye(3, dtype=dtype) - off[..., :, None] * off[..., None, :]
+    return rot + h * mass[..., None, None], off * mass[..., None], mass
+
+
+def _leg_blocks(x: jax.Array, dtype) -> jax.Array:
+    """``(K, A, L)`` per-leg columns placed on the leg's own block: ``(K, A, K, L)``."""
+    eye_k = jnp.eye(x.shape[0], dtype=dtype)
+    return x[:, :, None, :] * eye_k[:, None, :, None]
+
+
+def _mass_matrix(m, lay: LeggedLayout, f: _ComFrame, dtype) -> jax.Array:
+    """MJX's ``crb`` and ``make_m``: composite inertias and the dense mass matrix (with armature)."""
+    K, L = lay.legs, lay.links
+    crb = tuple(suffix_sum(x) for x in f.inert)  # subtree sums along each leg
+    crb0 = inert_add(f.inert0, tuple(jnp.sum(x[:, 0], axis=0) for x in crb))
+    f_free = inert_mul(crb0, f.cdof_free)  # (6, 6)
+    m_ff = jnp.tril(outer_sum(f_free, f.cdof_free))
     m_ff = m_ff + jnp.tril(m_ff, -1).T
-    f_leg = inert_mul(crb, cdof)  # (K, L, 6)
-    m_lf = outer_sum(f_leg, cdof_free)  # (K, L, 6)
-    m_ll = outer_sum(f_leg, cdof) * jnp.tril(jnp.ones((L, L), dtype))  # (K, L, L), l' <= l
+    f_leg = inert_mul(crb, f.cdof)  # (K, L, 6)
+    m_lf = outer_sum(f_leg, f.cdof_free)  # (K, L, 6)
+    m_ll = outer_sum(f_leg, f.cdof) * jnp.tril(jnp.ones((L, L), dtype))  # (K, L, L), l' <= l
     m_ll = m_ll + jnp.swapaxes(m_ll, -1, -2) * (1 - jnp.eye(L, dtype=dtype))
-    eye_k = jnp.eye(K, dtype=dtype)
-    m_legs = (m_ll[:, :, None, :] * eye_k[:, None, :, None]).reshape(K * L, K * L)
+    m_legs = _leg_blocks(m_ll, dtype).reshape(K * L, K * L)
     m_lf = m_lf.reshape(K * L, 6)
     m_ff, m_lf, m_legs = barrier(m_ff, m_lf, m_legs)
-    mass_matrix = jnp.concatenate(
+    return jnp.concatenate(
         [jnp.concatenate([m_ff, m_lf.T], axis=1), jnp.concatenate([m_lf, m_legs], axis=1)]
     ) + jnp.diag(m.dof_armature)
 
-    # -- velocities, bias forces (RNE without acceleration), passive and actuator forces --------
-    cvel0 = jnp.sum(cdof_free[:3] * qvel[:3, None], axis=0)
-    cdof_dot_free = motion_cross(cvel0, cdof_free[3:])
-    cvel0 = cvel0 + jnp.sum(cdof_free[3:] * qvel[3:6, None], axis=0)
+
+def _bias_forces(m, lay: LeggedLayout, f: _ComFrame, qvel: jax.Array, dtype) -> jax.Array:
+    """Velocities down each leg and the bias forces: recursive Newton-Euler without acceleration."""
+    K, L = lay.legs, lay.links
+    qd = qvel[6:].reshape(K, L)
+    cvel0 = jnp.sum(f.cdof_free[:3] * qvel[:3, None], axis=0)
+    cdof_dot_free = motion_cross(cvel0, f.cdof_free[3:])
+    cvel0 = cvel0 + jnp.sum(f.cdof_free[3:] * qvel[3:6, None], axis=0)
     gravity = jnp.concatenate([jnp.zeros(3, dtype), -m.opt.gravity.astype(dtype)])
     cacc0 = gravity + jnp.sum(cdof_dot_free * qvel[3:6, None], axis=0)
     cvel, cacc = [], []
     pvel, pacc = jnp.broadcast_to(cvel0, (K, 6)), jnp.broadcast_to(cacc0, (K, 6))
     for link in range(L):
-        cdof_dot = motion_cross(pvel, cdof[:, link])
-        pvel = pvel + cdof[:, link] * qd[:, link, None]
+        cdof_dot = motion_cross(pvel, f.cdof[:, link])
+        pvel = pvel + f.cdof[:, link] * qd[:, link, None]
         pacc = pacc + cdof_dot * qd[:, link, None]
         cvel.append(pvel)
         cacc.append(pacc)
-    cvel, cacc = jnp.stack(cvel, 1), jnp.stack(cacc, 1)
-
-    def body_force(inert, cacc, cvel):
-        return inert_mul(inert, cacc) + motion_cross_force(cvel, inert_mul(inert, cvel))
-
-    cvel, cacc = barrier(cvel, cacc)
-    frc = body_force(inert, cacc, cvel)
+    cvel, cacc = barrier(jnp.stack(cvel, 1), jnp.stack(cacc, 1))
+    frc = _body_force(f.inert, cacc, cvel)
     cfrc = suffix_sum(frc)  # (K, L, 6) subtree sums
-    cfrc0 = body_force(inert0, cacc0, cvel0) + jnp.sum(cfrc[:, 0], axis=0)
-    bias = jnp.concatenate([dot(cdof_free, cfrc0), dot(cdof, cfrc).ravel()])
-    passive = -m.dof_damping * qvel
+    cfrc0 = _body_force(f.inert0, cacc0, cvel0) + jnp.sum(cfrc[:, 0], axis=0)
+    return jnp.concatenate([dot(f.cdof_free, cfrc0), dot(f.cdof, cfrc).ravel()])
 
+
+def _body_force(inert, cacc, cvel):
+    return inert_mul(inert, cacc) + motion_cross_force(cvel, inert_mul(inert, cvel))
+
+
+def _actuator_forces(m, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array) -> jax.Array:
+    """Position-style actuators on the hinges (control and force clamped when limited), in dof space."""
     ctrl = jnp.where(
         m.actuator_ctrllimited,
         jnp.clip(ctrl, m.actuator_ctrlrange[:, 0], m.actuator_ctrlrange[:, 1]),
@@ -305,42 +407,43 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
         jnp.clip(force, m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1]),
         force,
     )
-    actuator = jnp.concatenate([jnp.zeros(6, dtype), gear * force])
-    qfrc_smooth = passive - bias + actuator
+    return jnp.concatenate([jnp.zeros(6, qpos.dtype), gear * force])
 
-    # -- constraint rows: joint limits, then each foot's pyramid --------------------------------
-    rows_j, rows_pos_aref, rows_pos, rows_inv, rows_ref, rows_imp = [], [], [], [], [], []
-    if len(lay.limited):
-        lk, ll = lay.limited_kl[:, 0], lay.limited_kl[:, 1]
-        jr = m.jnt_range[lay.limited]
-        ql = q[lk, ll]
-        dmin, dmax = ql - jr[:, 0], jr[:, 1] - ql
-        pos = jnp.minimum(dmin, dmax) - m.jnt_margin[lay.limited]
-        active = pos < 0
-        sign = jnp.where(dmin < dmax, 1.0, -1.0).astype(dtype)
-        cols = lay.dof[lk, ll]
-        jac = jnp.zeros((len(cols), lay.nv), dtype).at[jnp.arange(len(cols)), cols].set(sign * active)
-        rows_j.append(jac)
-        rows_pos_aref.append(pos * active)
-        rows_pos.append(pos)
-        rows_inv.append(m.dof_invweight0[cols])
-        rows_ref.append(m.jnt_solref[lay.limited])
-        rows_imp.append(m.jnt_solimp[lay.limited])
 
+def _joint_limit_rows(m, lay: LeggedLayout, q: jax.Array) -> _Rows:
+    """One row per limited joint (MJX's order), active when the joint is past its range."""
+    dtype = q.dtype
+    lk, ll = lay.limited_kl[:, 0], lay.limited_kl[:, 1]
+    jr = m.jnt_range[lay.limited]
+    ql = q[lk, ll]
+    dmin, dmax = ql - jr[:, 0], jr[:, 1] - ql
+    pos = jnp.minimum(dmin, dmax) - m.jnt_margin[lay.limited]
+    active = pos < 0
+    sign = jnp.where(dmin < dmax, 1.0, -1.0).astype(dtype)
+    cols = lay.dof[lk, ll]
+    jac = jnp.zeros((len(cols), lay.nv), dtype).at[jnp.arange(len(cols)), cols].set(sign * active)
+    return _Rows(
+        jac, pos * active, pos, m.dof_invweight0[cols], m.jnt_solref[lay.limited], m.jnt_solimp[lay.limited]
+    )
+
+
+def _contact_rows(m, lay: LeggedLayout, kin: _Kinematics, f: _ComFrame, dtype) -> _Rows:
+    """Each foot's four pyramid edges against the plane, active when the sphere penetrates it."""
+    K, L = lay.legs, lay.links
     foot = lay.foot
     radius = m.geom_size[foot, 0]
-    sphere = xpos[:, -1] + rotate(m.geom_pos[foot], xquat[:, -1])  # (K, 3)
+    sphere = kin.xpos[:, -1] + rotate(m.geom_pos[foot], kin.xquat[:, -1])  # (K, 3)
     normal = jnp.asarray(lay.plane_normal, dtype)
     dist = dot(sphere - jnp.asarray(lay.plane_pos, dtype), normal) - radius
     point = sphere - normal * (radius + 0.5 * dist)[:, None]
-    offset = point - com  # (K, 3)
+    offset = point - f.com  # (K, 3)
     frame = jnp.asarray(lay.frame, dtype)
     # Jacobian of each contact point: the free dofs, then its own leg's dofs
-    jp_free = cdof_free[None, :, 3:] + cross(cdof_free[None, :, :3], offset[:, None])  # (K, 6, 3)
-    jp_leg = cdof[:, :, 3:] + cross(cdof[:, :, :3], offset[:, None])  # (K, L, 3)
+    jp_free = f.cdof_free[None, :, 3:] + cross(f.cdof_free[None, :, :3], offset[:, None])  # (K, 6, 3)
+    jp_leg = f.cdof[:, :, 3:] + cross(f.cdof[:, :, :3], offset[:, None])  # (K, L, 3)
     d_free = jnp.swapaxes(outer_sum(jp_free, frame), -1, -2)  # (K, 3, 6)
     d_leg = jnp.swapaxes(outer_sum(jp_leg, frame), -1, -2)  # (K, 3, L)
-    d_leg = (d_leg[:, :, None, :] * eye_k[:, None, :, None]).reshape(K, 3, K * L)
+    d_leg = _leg_blocks(d_leg, dtype).reshape(K, 3, K * L)
     d_free, d_leg = barrier(d_free, d_leg)
     diff = jnp.concatenate([d_free, d_leg], axis=-1)  # (K, 3, nv)
     # the pair's parameters as MJX's collision driver mixes them: (plane, foot), priority first
@@ -351,30 +454,28 @@ def smooth(m, lay: LeggedLayout, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Arr
     edges = diff[:, :1] + diff[:, jnp.array([1, 1, 2, 2])] * fri[..., None]  # (K, 4, nv)
     pos = dist
     active = pos < 0
-    rows_j.append((edges * active[:, None, None]).reshape(4 * K, lay.nv))
-    rows_pos_aref.append(jnp.repeat(pos * active, 4))
-    rows_pos.append(jnp.repeat(pos, 4))
-    iw = m.body_invweight0[body[:, -1], 0] + m.body_invweight0[0, 0]
+    iw = m.body_invweight0[lay.body[:, -1], 0] + m.body_invweight0[0, 0]
     iw = iw + mu * mu * iw
     iw = iw * 2 * mu * mu / m.opt.impratio
-    rows_inv.append(jnp.repeat(iw, 4))
-    rows_ref.append(jnp.repeat(solref, 4, axis=0))
-    rows_imp.append(jnp.repeat(solimp, 4, axis=0))
+    return _Rows(
+        (edges * active[:, None, None]).reshape(4 * K, lay.nv),
+        jnp.repeat(pos * active, 4),
+        jnp.repeat(pos, 4),
+        jnp.repeat(iw, 4),
+        jnp.repeat(solref, 4, axis=0),
+        jnp.repeat(solimp, 4, axis=0),
+    )
 
-    rows_j = barrier(*rows_j)
-    efc_j = jnp.concatenate(rows_j)
-    pos_aref, pos_imp = jnp.concatenate(rows_pos_aref), jnp.concatenate(rows_pos)
-    k, b, imp = _kbi(m, jnp.concatenate(rows_ref), jnp.concatenate(rows_imp), pos_imp)
-    r = jnp.maximum(jnp.concatenate(rows_inv) * (1 - imp) / imp, mujoco.mjMINVAL)
+
+def _constraints(m, rows: list[_Rows], qvel: jax.Array) -> dict:
+    """The rows stacked, with their impedance: ``efc_J``, ``efc_D`` and ``efc_aref``."""
+    efc_j = jnp.concatenate(barrier(*[x.jac for x in rows]))
+    pos_aref, pos_imp = jnp.concatenate([x.pos_aref for x in rows]), jnp.concatenate([x.pos for x in rows])
+    solref, solimp = jnp.concatenate([x.solref for x in rows]), jnp.concatenate([x.solimp for x in rows])
+    k, b, imp = _kbi(m, solref, solimp, pos_imp)
+    r = jnp.maximum(jnp.concatenate([x.invweight for x in rows]) * (1 - imp) / imp, mujoco.mjMINVAL)
     aref = -b * dot(efc_j, qvel) - k * imp * pos_aref
-    return {
-        "qpos": qpos,
-        "M": mass_matrix,
-        "qfrc_smooth": qfrc_smooth,
-        "efc_J": efc_j,
-        "efc_D": 1 / r,
-        "efc_aref": aref,
-    }
+    return {"efc_J": efc_j, "efc_D": 1 / r, "efc_aref": aref}
 
 
 def _contact_params(m, plane: int, foot: np.ndarray):
