@@ -227,13 +227,7 @@ def rollout_long(
     Open loop with ``replay``: the chained actions are also replayed in MuJoCo C ("same" and
     "reference"). Closed loop needs a model with actions (not ``state-fm``); it replans every
     ``replan_every`` control steps (default: half the horizon)."""
-    x0 = np.asarray(x0, np.float64).reshape(-1)
-    if x0.shape != (STATE_DIM,) or not np.all(np.isfinite(x0)):
-        raise ValueError(f"x0: expected {STATE_DIM} finite numbers, got shape {x0.shape}")
-    if np.linalg.norm(x0[3:7]) < 1e-6:
-        raise ValueError(
-            "x0: the base quaternion (dims 3:7, w x y z) is zero; give a unit quaternion, e.g. 1 0 0 0"
-        )
+    x0 = _checked_start(x0)
     if not (np.isfinite(seconds) and seconds > 0):
         raise ValueError(f"--seconds: expected a finite number > 0, got {seconds}")
     if replan_every is None:
@@ -242,46 +236,70 @@ def rollout_long(
         raise ValueError(f"--replan-every: expected an integer, got {replan_every!r}")
     if fidelity not in ("same", "reference"):
         raise ValueError(f"--fidelity: expected same or reference, got {fidelity!r}")
-    dt = policy.rollout.ctrl_dt
-    total = int(round(seconds / dt))
-    t_start = time.perf_counter()
+    total = int(round(seconds / policy.rollout.ctrl_dt))
     if not closed_loop:
-        if pushes:
-            raise ValueError("--push needs --closed-loop: an open-loop plan cannot react to a push")
-        latencies: list[float] = []
-        X, U = policy.generate_open_loop(
-            x0[None],
-            lambda t: _cond_at(policy, cond, t),
-            seconds=total * dt,
-            rng=seed,
-            ode_steps=ode_steps,
-            timings=latencies,
-        )
-        X, U = X[0], None if U is None else U[0]
-        result = LongRollout(
-            X, U, _cond_series(policy, cond, total, dt), False, "generated", latencies, dt=dt
-        )
-        result.wall_seconds = time.perf_counter() - t_start
-        if replay and U is not None:
-            for fid in ("same", "reference"):
-                result.replays[fid] = replay_in_mujoco(policy.rollout, X[0], U, fid)
-        return result
+        return _open_loop(policy, x0, cond, total, pushes, seed, ode_steps, replay)
+    return _closed_loop(policy, x0, cond, total, replan_every, fidelity, pushes, seed, ode_steps)
 
+
+def _checked_start(x0) -> np.ndarray:
+    """``x0`` as 37 finite float64 numbers with a non-zero base quaternion."""
+    x0 = np.asarray(x0, np.float64).reshape(-1)
+    if x0.shape != (STATE_DIM,) or not np.all(np.isfinite(x0)):
+        raise ValueError(f"x0: expected {STATE_DIM} finite numbers, got shape {x0.shape}")
+    if np.linalg.norm(x0[3:7]) < 1e-6:
+        raise ValueError(
+            "x0: the base quaternion (dims 3:7, w x y z) is zero; give a unit quaternion, e.g. 1 0 0 0"
+        )
+    return x0
+
+
+def _open_loop(
+    policy, x0: np.ndarray, cond, total: int, pushes: Sequence[Push], seed: int, ode_steps: int, replay: bool
+) -> LongRollout:
+    """Chained windows from ``x0``; with ``replay``, their actions replayed in MuJoCo C (same, reference)."""
+    dt = policy.rollout.ctrl_dt
+    t_start = time.perf_counter()
+    if pushes:
+        raise ValueError("--push needs --closed-loop: an open-loop plan cannot react to a push")
+    latencies: list[float] = []
+    X, U = policy.generate_open_loop(
+        x0[None],
+        lambda t: _cond_at(policy, cond, t),
+        seconds=total * dt,
+        rng=seed,
+        ode_steps=ode_steps,
+        timings=latencies,
+    )
+    X, U = X[0], None if U is None else U[0]
+    result = LongRollout(X, U, _cond_series(policy, cond, total, dt), False, "generated", latencies, dt=dt)
+    result.wall_seconds = time.perf_counter() - t_start
+    if replay and U is not None:
+        for fid in ("same", "reference"):
+            result.replays[fid] = replay_in_mujoco(policy.rollout, X[0], U, fid)
+    return result
+
+
+def _closed_loop(
+    policy,
+    x0: np.ndarray,
+    cond,
+    total: int,
+    replan_every: int,
+    fidelity: str,
+    pushes: Sequence[Push],
+    seed: int,
+    ode_steps: int,
+) -> LongRollout:
+    """Receding-horizon replanning in MuJoCo C: every ``replan_every`` steps a window is sampled from the
+    measured state and its first actions are executed, pushes applied to the trunk."""
     if not policy.has_actions:
         raise ValueError(f"--closed-loop: a states-only model ({policy.method}) has no actions to execute")
     if replan_every < 1 or replan_every > policy.horizon:
         raise ValueError(f"--replan-every: expected 1..{policy.horizon} (the horizon), got {replan_every}")
-    if fidelity == "same":
-        model, n_sub = policy.rollout.mj_model, policy.rollout.n_substeps
-    else:
-        model, n_sub = reference_model(policy.rollout)
-    data = mujoco.MjData(model)
-    trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, TRUNK_BODY)
-    x = x0.copy()
-    x[3:7] /= np.linalg.norm(x[3:7])
-    data.qpos[:] = x[:NQ]
-    data.qvel[:] = x[NQ:]
-    mujoco.mj_forward(model, data)
+    dt = policy.rollout.ctrl_dt
+    t_start = time.perf_counter()
+    model, data, n_sub, trunk, x = _start_simulation(policy.rollout, fidelity, x0)
     states, actions, latencies = [x.copy()], [], []
     k, call = 0, 0
     while k < total:
@@ -294,12 +312,7 @@ def rollout_long(
         call += 1
         targets = policy.rollout.targets(np.asarray(U[0], np.float64))
         for j in range(min(replan_every, total - k)):
-            t = k * dt
-            force = np.zeros(2)
-            for p in pushes:
-                if p.at <= t < p.at + p.seconds:
-                    force += p.force
-            data.xfrc_applied[trunk, :2] = force
+            data.xfrc_applied[trunk, :2] = _push_force(pushes, k * dt)
             data.ctrl[:] = targets[j]
             mujoco.mj_step(model, data, nstep=n_sub)
             states.append(np.concatenate([data.qpos, data.qvel]))
@@ -316,6 +329,32 @@ def rollout_long(
     )
     result.wall_seconds = time.perf_counter() - t_start
     return result
+
+
+def _start_simulation(rollout, fidelity: str, x0: np.ndarray):
+    """MuJoCo C ("same" or "reference" model) at ``x0`` with its quaternion normalised:
+    ``(model, data, substeps, trunk body id, the start state)``."""
+    if fidelity == "same":
+        model, n_sub = rollout.mj_model, rollout.n_substeps
+    else:
+        model, n_sub = reference_model(rollout)
+    data = mujoco.MjData(model)
+    trunk = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, TRUNK_BODY)
+    x = x0.copy()
+    x[3:7] /= np.linalg.norm(x[3:7])
+    data.qpos[:] = x[:NQ]
+    data.qvel[:] = x[NQ:]
+    mujoco.mj_forward(model, data)
+    return model, data, n_sub, trunk, x
+
+
+def _push_force(pushes: Sequence[Push], t: float) -> np.ndarray:
+    """The horizontal force (N, world frame) on the trunk at time ``t``: the sum of the pushes under way."""
+    force = np.zeros(2)
+    for p in pushes:
+        if p.at <= t < p.at + p.seconds:
+            force += p.force
+    return force
 
 
 def default_replan_every(policy) -> int:

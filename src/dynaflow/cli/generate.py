@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dynaflow.cli.common import (
     add_checkpoint_args,
@@ -67,46 +68,16 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
+    from dynaflow.generate import parse_pushes, parse_schedule, rollout_long
 
-    from dynaflow.fileio import atomic_write, check_output, write_npz
-    from dynaflow.generate import (
-        check_gait_model,
-        default_replan_every,
-        default_start,
-        parse_pushes,
-        parse_schedule,
-        rollout_long,
-        schedule_fn,
-    )
-    from dynaflow.jsonio import dumps
-
-    out = npz_output(args.out)
-    summary_path = out.with_suffix(".json")
-    check_output(summary_path, "summary")
-    if args.video:
-        from dynaflow.render import check_video_path
-
-        check_output(check_video_path(args.video), "video")
+    out, summary_path = _check_outputs(args)
     pushes = parse_pushes(args.push)
     schedule = parse_schedule(args.schedule) if args.schedule is not None else None
     policy = load_policy(args)
-    if schedule is not None:
-        check_gait_model(policy)
-        cond = schedule_fn(schedule)
-    elif args.cond is not None:
-        cond = parse_floats(args.cond, "--cond", policy.cond_dim)
-    else:
-        cond = None
-    if args.x0 == "start":
-        x0 = default_start(policy)
-    elif args.x0 == "home":
-        x0 = policy.rollout.home_state()
-    else:
-        x0 = parse_floats(args.x0, "--x0", STATE_DIM)
+    cond = _conditioning(args, policy, schedule)
     result = rollout_long(
         policy,
-        x0,
+        _start_state(args, policy),
         cond,
         seconds=args.seconds,
         closed_loop=args.closed_loop,
@@ -117,6 +88,62 @@ def run(args: argparse.Namespace) -> int:
         ode_steps=args.ode_steps,
     )
     summary = result.summary()
+    _write(args, out, summary_path, result, summary)
+    _print_summary(args, policy, result, summary)
+    print(f"wrote {out} and {summary_path}")
+    if args.video:
+        from dynaflow.render import render_motion
+
+        replacing(args.video)
+        path = render_motion(result.states, args.video, fast=True)
+        print(f"wrote {path}")
+    return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The NPZ, its summary and the video (when asked for) may be written: before any work."""
+    from dynaflow.fileio import check_output
+
+    out = npz_output(args.out)
+    summary_path = out.with_suffix(".json")
+    check_output(summary_path, "summary")
+    if args.video:
+        from dynaflow.render import check_video_path
+
+        check_output(check_video_path(args.video), "video")
+    return out, summary_path
+
+
+def _conditioning(args: argparse.Namespace, policy, schedule):
+    """The conditioning: a gait schedule's function of time, a fixed vector (``--cond``), or None."""
+    from dynaflow.generate import check_gait_model, schedule_fn
+
+    if schedule is not None:
+        check_gait_model(policy)
+        return schedule_fn(schedule)
+    if args.cond is not None:
+        return parse_floats(args.cond, "--cond", policy.cond_dim)
+    return None
+
+
+def _start_state(args: argparse.Namespace, policy):
+    """``--x0``: the settled standing start, the home pose, or the numbers given."""
+    from dynaflow.generate import default_start
+
+    if args.x0 == "start":
+        return default_start(policy)
+    if args.x0 == "home":
+        return policy.rollout.home_state()
+    return parse_floats(args.x0, "--x0", STATE_DIM)
+
+
+def _write(args: argparse.Namespace, out: Path, summary_path: Path, result, summary: dict) -> None:
+    """The motion NPZ (states, latencies, actions, conditionings, replays) and its .json summary."""
+    import numpy as np
+
+    from dynaflow.fileio import atomic_write, write_npz
+    from dynaflow.jsonio import dumps
+
     arrays = {"states": result.states.astype(np.float32), "latencies": np.asarray(result.latencies)}
     if result.actions is not None:
         arrays["actions"] = result.actions.astype(np.float32)
@@ -127,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
     replacing(out, summary_path)
     write_npz(out, arrays)
     atomic_write(summary_path, dumps({"command": args.command_line, **summary}))
+
+
+def _print_summary(args: argparse.Namespace, policy, result, summary: dict) -> None:
+    from dynaflow.generate import default_replan_every
+
     mode = (
         f"closed loop in MuJoCo C ({args.fidelity}), replanning every "
         f"{args.replan_every or default_replan_every(policy)} steps"
@@ -151,11 +183,3 @@ def run(args: argparse.Namespace) -> int:
             f"forward {summary[f'replay_{fid}_forward_m']:+.2f} m, "
             f"drift {summary[f'replay_{fid}_drift_m']:.3f} m"
         )
-    print(f"wrote {out} and {summary_path}")
-    if args.video:
-        from dynaflow.render import render_motion
-
-        replacing(args.video)
-        path = render_motion(result.states, args.video, fast=True)
-        print(f"wrote {path}")
-    return 0

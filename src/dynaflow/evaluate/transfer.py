@@ -127,7 +127,52 @@ def transfer_suite(
     ``keep``: ``(mode, world, gait)`` runs whose states come back under ``"kept"`` (first command).
     Returns ``{"cells": [...], "perturbations": [...], "summary": {...}, ...}``, JSON-ready but for
     ``"kept"``."""
-    from dynaflow.generate import Segment, check_gait_model, default_replan_every
+    from dynaflow.generate import Segment
+
+    replan_every = _checked_options(policy, modes, seconds, seeds, batch, replan_every, perturbations)
+    commands = EVAL_COMMANDS if commands is None else commands
+    say = log or (lambda _m: None)
+    dt = policy.rollout.ctrl_dt
+    steps = int(round(seconds / dt))
+    x0 = start_state(policy.rollout)
+    jobs = _jobs(commands, seeds)
+    conds = np.stack([Segment(g, c, seconds).cond() for g, c, _ in jobs])
+    runs = _Runs(jobs, dt, keep)
+    timing: dict = {}
+    if "open" in modes:
+        plans = _open_loop_plans(policy, x0, jobs, conds, steps, plans, seed, ode_steps, timing)
+        _replay_open_loop(policy, x0, plans, perturbations, steps, runs, timing)
+        say(f"transfer: open loop, {len(jobs)} motions x {len(perturbations)} worlds")
+    if "closed" in modes:
+        closed = [p for p in perturbations if closed_worlds is None or p.name in closed_worlds]
+        pairs = [(p, j) for p in closed for j in range(len(jobs))]
+        _run_closed_loop(
+            policy, x0, pairs, conds, steps, replan_every, seed, ode_steps, batch, runs, say, timing
+        )
+    return {
+        "seconds": steps * dt,
+        "replan_every": replan_every,
+        "seeds": seeds,
+        "commands": {g: [list(c) for c in cs] for g, cs in commands.items()},
+        "perturbations": [p.as_dict() for p in perturbations],
+        "cells": runs.cells,
+        "summary": summarise(runs.cells),
+        "timing_s": timing,
+        **({"kept": runs.kept} if keep else {}),
+    }
+
+
+def _checked_options(
+    policy,
+    modes: Sequence[str],
+    seconds: float,
+    seeds: int,
+    batch: int,
+    replan_every: int | None,
+    perturbations: Sequence[Perturbation],
+) -> int:
+    """Refuse what the suite cannot run, in one line each; returns ``replan_every`` (default filled in)."""
+    from dynaflow.generate import check_gait_model, default_replan_every
 
     if not policy.has_actions:
         raise ValueError(f"--transfer: a states-only model ({policy.method}) has no actions to transfer")
@@ -145,85 +190,96 @@ def transfer_suite(
     names = [p.name for p in perturbations]
     if len(set(names)) != len(names):
         raise ValueError(f"transfer: perturbation names must be unique, got {names}")
-    commands = EVAL_COMMANDS if commands is None else commands
-    say = log or (lambda _m: None)
-    rollout = policy.rollout
-    dt = rollout.ctrl_dt
-    steps = int(round(seconds / dt))
-    x0 = start_state(rollout)
-    jobs = _jobs(commands, seeds)
-    conds = np.stack([Segment(g, c, seconds).cond() for g, c, _ in jobs])
-    cells, timing = [], {}
+    return replan_every
 
-    kept: dict[str, np.ndarray] = {}
 
-    def record(mode, p, j, X):
-        g, c, s = jobs[j]
-        cells.append(
+class _Runs:
+    """The suite's cells as its runs finish, and the states of the runs ``keep`` names (first command)."""
+
+    def __init__(self, jobs: list[tuple[str, tuple, int]], dt: float, keep: Sequence[tuple[str, str, str]]):
+        self.jobs, self.dt, self.keep = jobs, dt, keep
+        self.cells: list[dict] = []
+        self.kept: dict[str, np.ndarray] = {}
+
+    def record(self, mode: str, p: Perturbation, j: int, X: np.ndarray) -> None:
+        g, c, s = self.jobs[j]
+        self.cells.append(
             {
                 "mode": mode,
                 "perturbation": p.name,
                 "gait": g,
                 "command": list(c),
                 "seed": s,
-                **run_figures(X, c, dt),
+                **run_figures(X, c, self.dt),
             }
         )
-        if (mode, p.name, g) in keep and f"{mode}|{p.name}|{g}" not in kept:
-            kept[f"{mode}|{p.name}|{g}"] = X
+        if (mode, p.name, g) in self.keep and f"{mode}|{p.name}|{g}" not in self.kept:
+            self.kept[f"{mode}|{p.name}|{g}"] = X
 
-    if "open" in modes:
-        t0 = time.perf_counter()
-        if plans is not None and len(plans) != len(jobs):
-            raise ValueError(
-                f"plans: expected one action sequence per command and seed ({len(jobs)}), got {len(plans)}"
+
+def _open_loop_plans(policy, x0, jobs, conds, steps: int, plans, seed: int, ode_steps: int, timing: dict):
+    """The open-loop actions: those given, else one chained generation per command and seed."""
+    t0 = time.perf_counter()
+    if plans is not None and len(plans) != len(jobs):
+        raise ValueError(
+            f"plans: expected one action sequence per command and seed ({len(jobs)}), got {len(plans)}"
+        )
+    if plans is None:
+        plans = []
+        for i, (_, _, s) in enumerate(jobs):  # one chained generation per command and seed
+            _, U = policy.generate_open_loop(
+                x0[None],
+                conds[i : i + 1],
+                seconds=steps * policy.rollout.ctrl_dt,
+                rng=seed + 7919 * s,
+                ode_steps=ode_steps,
             )
-        if plans is None:
-            plans = []
-            for i, (_, _, s) in enumerate(jobs):  # one chained generation per command and seed
-                _, U = policy.generate_open_loop(
-                    x0[None], conds[i : i + 1], seconds=steps * dt, rng=seed + 7919 * s, ode_steps=ode_steps
-                )
-                plans.append(U[0])
-        timing["open_generate_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for p in perturbations:
-            if p.observes:
-                continue  # nothing observes the state in open loop
-            for j, U in enumerate(plans):
-                world = build_world(rollout, _seeded(p, jobs[j][2]))
-                record("open", p, j, replay_in_world(rollout, world, x0, np.asarray(U)[:steps]))
-        timing["open_replay_s"] = time.perf_counter() - t0
-        say(f"transfer: open loop, {len(jobs)} motions x {len(perturbations)} worlds")
+            plans.append(U[0])
+    timing["open_generate_s"] = time.perf_counter() - t0
+    return plans
 
-    if "closed" in modes:
-        t0 = time.perf_counter()
-        closed = [p for p in perturbations if closed_worlds is None or p.name in closed_worlds]
-        pairs = [(p, j) for p in closed for j in range(len(jobs))]
-        calls = 0
-        for start in range(0, len(pairs), batch):
-            chunk = pairs[start : start + batch]
-            states, n_calls = _closed_loop(
-                policy, x0, chunk, jobs, conds, steps, replan_every, seed, ode_steps
-            )
-            calls += n_calls
-            for (p, j), X in zip(chunk, states, strict=True):
-                record("closed", p, j, X)
-            say(f"transfer: closed loop, {min(start + batch, len(pairs))}/{len(pairs)} runs")
-        timing["closed_s"] = time.perf_counter() - t0
-        timing["closed_sampler_calls"] = calls
 
-    return {
-        "seconds": steps * dt,
-        "replan_every": replan_every,
-        "seeds": seeds,
-        "commands": {g: [list(c) for c in cs] for g, cs in commands.items()},
-        "perturbations": [p.as_dict() for p in perturbations],
-        "cells": cells,
-        "summary": summarise(cells),
-        "timing_s": timing,
-        **({"kept": kept} if keep else {}),
-    }
+def _replay_open_loop(policy, x0, plans, perturbations, steps: int, runs: _Runs, timing: dict) -> None:
+    """Each plan replayed unchanged in each world that observes nothing."""
+    t0 = time.perf_counter()
+    rollout = policy.rollout
+    for p in perturbations:
+        if p.observes:
+            continue  # nothing observes the state in open loop
+        for j, U in enumerate(plans):
+            world = build_world(rollout, _seeded(p, runs.jobs[j][2]))
+            runs.record("open", p, j, replay_in_world(rollout, world, x0, np.asarray(U)[:steps]))
+    timing["open_replay_s"] = time.perf_counter() - t0
+
+
+def _run_closed_loop(
+    policy,
+    x0,
+    pairs,
+    conds,
+    steps: int,
+    replan_every: int,
+    seed: int,
+    ode_steps: int,
+    batch: int,
+    runs: _Runs,
+    say: Callable[[str], None],
+    timing: dict,
+) -> None:
+    """The (perturbation, job) pairs closed loop, ``batch`` of them in lockstep at a time."""
+    t0 = time.perf_counter()
+    calls = 0
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        states, n_calls = _closed_loop(
+            policy, x0, chunk, runs.jobs, conds, steps, replan_every, seed, ode_steps
+        )
+        calls += n_calls
+        for (p, j), X in zip(chunk, states, strict=True):
+            runs.record("closed", p, j, X)
+        say(f"transfer: closed loop, {min(start + batch, len(pairs))}/{len(pairs)} runs")
+    timing["closed_s"] = time.perf_counter() - t0
+    timing["closed_sampler_calls"] = calls
 
 
 def _seeded(p: Perturbation, s: int) -> Perturbation:
