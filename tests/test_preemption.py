@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 import dynaflow.checkpoint as checkpoint_module
-import dynaflow.train as train_module
+import dynaflow.train.loop as train_module
 from dynaflow.checkpoint import load_checkpoint
 from dynaflow.cli import main
 from dynaflow.config import leaf_fields
@@ -106,6 +106,32 @@ def test_stop_signals_finish_the_update_save_last_and_exit_with_their_code(
         if name == "SIGTERM":
             assert fired == ["update", "rename"]
     assert {name: signal.getsignal(getattr(signal, name)) for name, _ in STOPS} == before
+
+
+def test_a_stop_signal_during_the_last_validation_still_ends_with_its_code(
+    small_config, tmp_path, capsys, monkeypatch
+):
+    """SIGTERM while the final epoch is validated: the run completes its save of the last step (nothing is
+    lost by stopping there), then ends like any stopped run: one line naming the step `last` holds, and 143,
+    so a scheduler that sent it sees the job as stopped, not as having ignored the signal."""
+
+    def event(what, detail):
+        if what == "validate" and detail == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_module, "test_event", event)
+    run = tmp_path / "run"
+    cfg = small_config(epochs=1, steps_per_epoch=2, val_windows=16)
+    assert main(["train", *cli_args(cfg), "--save-dir", str(run), "--quiet"]) == 143
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"dynaflow train: interrupted by SIGTERM at step 2; saved {run / 'last'} (step 2); continue "
+        f"with: dynaflow train --resume {run}"
+    ], lines
+    last = load_checkpoint(run / "last", with_opt_state=True)
+    assert last["step"] == 2 and last["progress"]["best_val_loss"] is not None  # validated, then saved
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "val_loss" in records[-1] and records[-1]["step"] == 2
 
 
 def test_a_stop_signal_before_the_loop_is_one_line_too(small_config, tmp_path, capsys, monkeypatch):

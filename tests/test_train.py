@@ -73,8 +73,9 @@ def test_resume_continues_exactly(small_config, rollout, tmp_path):
 
 def test_nonfinite_updates_are_skipped_then_stop_the_run(small_config, rollout, tmp_path, monkeypatch):
     import dynaflow.train as tr
+    import dynaflow.train.batches as batches
 
-    real = tr.gather_windows
+    real = batches.gather_windows
 
     def poisoned(dataset, index, horizon):
         X, c = real(dataset, index, horizon)
@@ -83,7 +84,7 @@ def test_nonfinite_updates_are_skipped_then_stop_the_run(small_config, rollout, 
             X[:, 3, 20] = np.nan
         return X, c
 
-    monkeypatch.setattr(tr, "gather_windows", poisoned)
+    monkeypatch.setattr(batches, "gather_windows", poisoned)
     cfg = small_config(
         save_dir=str(tmp_path / "nan"), epochs=2, steps_per_epoch=4, max_nonfinite=3, val_windows=16
     )
@@ -175,8 +176,10 @@ def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tm
     norm = np.sqrt(sum(np.sum(np.asarray(a) ** 2) for a in pa))
     assert diff <= 1e-4 * norm, (diff, norm)
 
-    # SIGTERM to process 1 alone while both continue the run: they agree to stop at the same step, both
-    # exit 143, and process 0 writes the one checkpoint (the compiled programs come from the cache now)
+    # A requeued job: both processes continue the run with `--resume auto --save-dir` (process 0 picks the
+    # checkpoint, the other takes its choice); SIGTERM to process 1 alone: they agree to stop at the same
+    # step, both exit 143, and process 0 writes the one checkpoint (the compiled programs come from the
+    # cache now)
     port = _free_port()
     resume = [
         sys.executable,
@@ -184,6 +187,8 @@ def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tm
         "dynaflow.cli",
         "train",
         "--resume",
+        "auto",
+        "--save-dir",
         str(tmp_path / "p0"),
         "--epochs",
         "9",
@@ -215,6 +220,7 @@ def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tm
         f"{tmp_path / 'p0' / 'last'}"
     ), said
     assert not (tmp_path / "p1").exists()
+    assert [r["step"] for r in records("p0")][:6] == [0, 1, 2, 3, 4, 4]  # continued, not restarted
 
 
 def test_randomised_training_rolls_out_in_sampled_worlds(small_config, rollout):
@@ -272,13 +278,13 @@ def test_chained_windows_reach_the_loss_and_validation_scores_the_first(small_co
     into the loss's settings, with ``--ease-in`` in steps (refused without rest starts); the baselines
     refuse chains and rest starts (they have no rollout of their actions)."""
     from dynaflow.config import ConfigError, TrainConfig
-    from dynaflow.train import _batch, hyperparameters, prepare_data
+    from dynaflow.train import device_batch, hyperparameters, prepare_data
 
     cfg = small_config(chain=3, trunk="window", std_floor="physical", rest_starts=0.25, ease_in=0.5)
     H = cfg.horizon
     data = prepare_data(cfg)
     assert int(data.train_idx[:, 1].max()) <= 200 - 3 * H  # every sample fits its episode
-    X, c, A = _batch(data, data.train_idx[:4], cfg, None)
+    X, c, A = device_batch(data, data.train_idx[:4], cfg, None)
     assert X.shape == (4, 3 * H + 1, 37) and c.shape == (4, 7) and A is None
     rest = np.zeros(37, np.float32)
     w = hyperparameters(cfg, 10, rest)["weights"]
