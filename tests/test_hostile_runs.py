@@ -255,7 +255,7 @@ def test_ctrl_c_saves_last_and_stops_cleanly(small_config, gait_npz, tmp_path, c
 def test_a_full_disk_while_saving_is_one_line_and_loses_nothing(
     small_config, rollout, tmp_path, capsys, monkeypatch
 ):
-    import dynaflow.checkpoint as ckpt
+    import dynaflow.checkpoint.save as ckpt  # the module whose save writes the files
     from dynaflow.train import train
 
     cfg = small_config(

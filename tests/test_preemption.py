@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import dynaflow.checkpoint as checkpoint_module
+import dynaflow.checkpoint.save as checkpoint_save
 import dynaflow.train.loop as train_module
 from dynaflow.checkpoint import load_checkpoint
 from dynaflow.cli import main
@@ -93,7 +93,7 @@ def test_stop_signals_finish_the_update_save_last_and_exit_with_their_code(
                 os.kill(os.getpid(), sig)  # a second signal during the save of `last`
 
         monkeypatch.setattr(train_module, "test_event", event)
-        monkeypatch.setattr(checkpoint_module, "test_event", event)
+        monkeypatch.setattr(checkpoint_save, "test_event", event)  # the save calls it
         assert main(["train", *cli_args(cfg), "--save-dir", str(run), "--quiet"]) == code, name
         lines = capsys.readouterr().err.strip().splitlines()
         label = "SIGINT (Ctrl-C)" if name == "SIGINT" else name
