@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -182,7 +183,7 @@ def _parsers(parser, prefix=("dynaflow",)):
 
 
 def test_every_flag_has_help_and_its_default(capsys):
-    """`--help` everywhere: no raw markup, every flag explained, and every default shown."""
+    """`--help` everywhere: no raw markup, every flag explained, and every default shown (once)."""
     import argparse
 
     from dynaflow.cli import build_parser
@@ -199,6 +200,8 @@ def test_every_flag_has_help_and_its_default(capsys):
             shown = (
                 parser._get_formatter()._get_help_string(action) if parser.formatter_class else action.help
             )
+            doubled = re.search(r"\(default[^)]*\)\s*\(default", shown)
+            assert not doubled, (path, action.option_strings, shown)  # the default said once
             if action.default not in (None, False, [], argparse.SUPPRESS) and not isinstance(
                 action.default, bool
             ):

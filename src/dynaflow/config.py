@@ -408,7 +408,8 @@ def _check_value(leaf: Leaf, value: Any) -> None:
 
 
 #: Presets of ``dynaflow train --preset``: ``paper`` is the original implementation's defaults (the
-#: dataclass defaults); ``cpu`` is what the demo and the README's tour train on a laptop CPU.
+#: dataclass defaults); ``cpu`` is what the demo and the tour (README.md, docs/tour.md) train on a
+#: laptop CPU.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": dict(

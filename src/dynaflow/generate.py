@@ -359,7 +359,7 @@ def _push_force(pushes: Sequence[Push], t: float) -> np.ndarray:
 
 def default_replan_every(policy) -> int:
     """Control steps between closed-loop replans when none is given: half the horizon (replanning more
-    often kept fewer runs upright in the transfer suite: README, Transfer)."""
+    often kept fewer runs upright in the transfer suite: docs/transfer.md)."""
     return max(1, policy.horizon // 2)
 
 

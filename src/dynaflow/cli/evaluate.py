@@ -21,9 +21,9 @@ def add_parser(sub) -> None:
         sub,
         "evaluate",
         "score checkpoints on held-out demonstrations; write a report",
-        "Every metric (README: Metrics) for one or several checkpoints on the same windows and seeds. "
-        "--out DIR writes metrics.json, report.md, report.html and plots/; with one checkpoint, --out X.json "
-        "writes its metrics only and prints a table.",
+        "Every metric (docs/evaluation.md#metrics) for one or several checkpoints on the same windows and "
+        "seeds. --out DIR writes metrics.json, report.md, report.html and plots/; with one checkpoint, "
+        "--out X.json writes its metrics only and prints a table.",
     )
     add_checkpoint_args(p, many=True, samples=True)
     p.add_argument("--dataset", required=True, help="held-out demonstration NPZ")
@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--transfer-worlds",
         default=None,
-        help="comma-separated subset of the suite's worlds (default: all; names in README: Transfer)",
+        help="comma-separated subset of the suite's worlds (default: all; names in docs/transfer.md)",
     )
     p.add_argument(
         "--transfer-seeds",

@@ -55,6 +55,13 @@ def _typed(kind, flag: str):
     return str
 
 
+def _with_default(help_text: str, default) -> str:
+    """A flag's help with its default, unless the help already says what the default is."""
+    if "(default" in help_text:
+        return help_text
+    return f"{help_text} (default {default})" if default is not None else f"{help_text} (default: none)"
+
+
 def flag_of(field: str) -> str:
     """The flag of a config field (``optim.lr`` -> ``--lr``); the dotted name when it has none."""
     from dynaflow.config import leaf_fields
@@ -100,9 +107,7 @@ def add_parser(sub) -> None:
             type=_typed(kinds[0], leaf.flag),
             default=None,
             metavar=name.upper(),
-            help=f"{leaf.help} (default {default})"
-            if default is not None
-            else f"{leaf.help} (default: none)",
+            help=_with_default(leaf.help, default),
         )
     g = groups[""]
     g.add_argument(

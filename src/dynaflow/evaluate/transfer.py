@@ -121,7 +121,7 @@ def transfer_suite(
     """Run the suite for a gait-conditioned checkpoint with actions (module docstring). ``commands``:
     ``{gait: [(vx, vy, yaw rate), ...]}`` (default :data:`~dynaflow.data.sources.gaits.EVAL_COMMANDS`);
     ``seeds`` runs per command (different sampler noise, terrain and sensor noise); ``replan_every``
-    defaults to half the horizon (replanning more often measured worse: README, Transfer).
+    defaults to half the horizon (replanning more often measured worse: docs/transfer.md).
     ``closed_worlds``: names of the worlds run closed loop (default: all); ``plans``: open-loop actions
     per command and seed, in order, when already generated (from the same start state and seeds);
     ``keep``: ``(mode, world, gait)`` runs whose states come back under ``"kept"`` (first command).
