@@ -125,7 +125,7 @@ def test_demo_scores_imported_clips_with_ghost_videos(policy, tmp_path, capsys):
 
     from dynaflow.cli import main
     from dynaflow.data.sources import clips as C
-    from dynaflow.demo import StageBar, _generate_clips, settings_for
+    from dynaflow.demo import StageBar, generate_clips, settings_for
 
     paths = []
     for name, yaw_rate in (("trot_straight", 0.0), ("trot_turning", 0.5)):
@@ -138,7 +138,7 @@ def test_demo_scores_imported_clips_with_ghost_videos(policy, tmp_path, capsys):
     settings = settings_for(1.0)
     bar = StageBar(["generate"], 60.0)
     clips = clips_of(load_dataset(data), read_summary(data), settings.max_clips)
-    result, videos = _generate_clips(policy, clips, settings, 0, bar, tmp_path / "out")
+    result, videos = generate_clips(policy, clips, settings, 0, bar, tmp_path / "out")
     assert [c["clip"] for c in result["cells"]] == ["trot_straight", "trot_turning"]
     assert result["cells"][1]["clip_speed"][2] > 0.3  # the turning clip's own yaw rate
     assert set(videos) == {"clip trot_straight", "clip trot_turning"}

@@ -15,7 +15,7 @@ from dynaflow.cli import main
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--out", str(out), "--budget-minutes", "1.5"]) == 0
+    assert main(["demo", "--out", str(out), "--budget-minutes", "4"]) == 0
     return out
 
 
@@ -24,7 +24,12 @@ def test_demo_writes_a_complete_report(demo_dir, capsys):
         assert (demo_dir / name).stat().st_size > 0, name
     summary = json.loads((demo_dir / "demo.json").read_text())
     assert set(summary["training"]) == {"dynaflow", "state-fm"}
-    assert all(r["steps"] >= 1 for r in summary["training"].values())
+    # a budget of work: the reduced mode's fixed updates (unless the upper limit cut them, which it says)
+    planned = {name: r["updates_planned"] for name, r in summary["training"].items()}
+    assert planned == {"dynaflow": 200, "state-fm": 100}
+    for r in summary["training"].values():
+        assert r["steps"] == r["updates_planned"] or (r["cut_short"] and r["steps"] >= 1)
+    assert summary["evaluation_plan"]["plan"] == "reduced mode"
     gaits = {r["gait"] for r in summary["generation"]}
     assert gaits == {"trot", "pace", "bound", "pronk", "stand"}
     assert set(summary["videos"]) == gaits | {"transfer"}  # one video per gait, one of a perturbed run
@@ -36,7 +41,7 @@ def test_demo_writes_a_complete_report(demo_dir, capsys):
     assert "dynaflow demo --out" in md  # the report says what produced it
     assert "Transfer, open loop (dynaflow)" in md and "Transfer, closed loop (dynaflow)" in md
     transfer = summary["transfer"]["summary"]
-    assert transfer["open"]["all"]["runs"] == 2 * 5 and transfer["closed"]["all"]["runs"] == 2 * 5
+    assert transfer["open"]["all"]["runs"] == 3 * 5 and transfer["closed"]["all"]["runs"] == 2 * 5
     assert 0 <= summary["metrics"]["dynaflow"]["transfer_closed_upright"] <= 1
     for png in ("joints", "base", "contacts", "long_horizon", "sae_over_horizon", "transfer"):
         assert (demo_dir / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -109,3 +114,23 @@ def test_render_checkpoint_with_ghost_and_npz(demo_dir, tmp_path, capsys):
     assert iio.imread(mp4).shape[0] == states.shape[1]
     assert main(["render", "--npz", str(npz), "--out", str(tmp_path / "x.avi")]) == 2
     assert "x.avi" in capsys.readouterr().err
+
+
+def test_the_evaluation_is_planned_inside_the_time_left():
+    """The reference evaluation when it fits the time left at this machine's speed; else the first shorter
+    plan that fits (the shortest when none does), with the reason the report gives."""
+    from dynaflow.demo import REFERENCE, DemoSettings, plan_evaluation, settings_for
+
+    full = DemoSettings()
+    need = REFERENCE["evaluation_s"]
+    s, plan = plan_evaluation(full, left_s=need + 1, speed=1.0)
+    assert plan["plan"] == "reference" and s == full and "why" not in plan
+    s, plan = plan_evaluation(full, left_s=need + 1, speed=0.5)  # twice as slow: the reference needs 2x
+    assert plan["plan"] == "shorter runs" and s.seconds == 5.0 and not s.best_action
+    assert "--budget-minutes" in plan["why"] and f"{2 * need / 60:.1f} min here" in plan["why"]
+    s, plan = plan_evaluation(full, left_s=1.0, speed=1.0)
+    assert plan["plan"] == "one command per gait" and s.per_gait == 1
+    reduced = settings_for(1.5)
+    assert plan_evaluation(reduced, left_s=0.0, speed=0.1) == (reduced, plan_evaluation(reduced, 0.0, 1)[1])
+    assert settings_for(20, updates=1000).dynaflow_updates == 1000 == settings_for(20, 1000).state_fm_updates
+
