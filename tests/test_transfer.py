@@ -162,7 +162,7 @@ def test_run_figures():
     assert run_figures(R, (0.0, 0.0, 0.0), dt)["distance_ratio"] is None
 
 
-def test_evaluate_transfer_end_to_end(trained_run, trot_npz, tmp_path):
+def test_evaluate_transfer_end_to_end(trained_run, trot_npz, tmp_path, capsys):
     from dynaflow.cli import main
 
     out = tmp_path / "report"
@@ -171,6 +171,9 @@ def test_evaluate_transfer_end_to_end(trained_run, trot_npz, tmp_path):
     args += ["--num-samples", "8", "--batch", "8", "--long-seconds", "0", "--no-best-action"]
     transfer = ["--transfer", "--transfer-seconds", "0.6", "--replan-every", "8"]
     assert main([*args, *transfer, "--transfer-worlds", worlds, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out  # after the progress: the headline (verdicts, then its tables)
+    walks, table = printed.index("\n- Walks: "), printed.index("\n| metric |")  # then the full table
+    assert walks < printed.index("\n- Transfer: ") < printed.index("\n### Does each gait walk?") < table
     doc = json.loads((out / "metrics.json").read_text())
     run = doc["runs"][0]
     result = run["transfer"]

@@ -79,6 +79,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dynaflow.evaluate import evaluate_report, evaluate_run, format_markdown_table, format_table
+    from dynaflow.evaluate.headline import format_headline
     from dynaflow.fileio import atomic_write, check_output
     from dynaflow.jsonio import dumps
 
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         **options,
     )
     runs = json.loads(Path(paths["metrics"]).read_text())["runs"]
+    print(format_headline(runs))  # the answer first, as the report opens: verdicts, then a table each
     print(format_markdown_table(runs, highlight=False))
     print(f"wrote {paths['markdown']}, {paths['html']} and {paths['metrics']}")
     return 0
