@@ -91,7 +91,7 @@ def print_summary(summary: dict, out: Path) -> None:
     t = {k: v["all"] for k, v in summary.get("transfer", {}).get("summary", {}).items()}
     if t:
         runs = ", ".join(f"{k} loop {100 * v['upright']:.0f} % of {v['runs']} upright" for k, v in t.items())
-        print(f"  transfer (changed worlds, README: Transfer): {runs}")
+        print(f"  transfer (changed worlds, docs/transfer.md): {runs}")
     print(f"  report: {summary['report']['markdown']} and {summary['report']['html']}")
     print(f"  videos: {', '.join(str(out / v) for v in summary['videos'].values())}")
     print(f"  checkpoints: {out / 'runs'}/{{dynaflow,state-fm}}; figures: {out / 'demo.json'}")
