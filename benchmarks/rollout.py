@@ -51,7 +51,7 @@ def mujoco_c_steps_per_s(
     return len(U) * rollout.n_substeps / best
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--horizon", type=int, default=16)
@@ -63,21 +63,21 @@ def main() -> None:
         "--specialised", action="store_true", help="Φ on dynaflow.physics.legged's stages (specialised=True)"
     )
     ap.add_argument("--json", help="also write the figures to this JSON file")
-    args = ap.parse_args()
-    jax.config.update("jax_enable_compilation_cache", False)
+    return ap.parse_args()
 
+
+def describe_machine() -> dict:
+    """Print the machine line; the figures' dict, started with the device."""
     dev = jax.devices()[0]
     print(
         f"# machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {dev.device_kind} "
         f"({dev.platform}), jax {jax.__version__}, mujoco {mujoco.__version__}"
     )
-    out: dict = {"device": dev.device_kind, "platform": dev.platform}
-    r = create_go2_rollout(specialised=args.specialised)
-    H = args.horizon
-    x_home = r.home_state()
-    rng = np.random.default_rng(0)
+    return {"device": dev.device_kind, "platform": dev.platform}
 
-    # --- MuJoCo C, one thread -------------------------------------------------------------------
+
+def bench_mujoco_c(r, x_home: np.ndarray, rng: np.random.Generator) -> float:
+    """MuJoCo C, one thread: steps/s of the simulated model (printed with the full model's too)."""
     Uc = random_smooth_actions(rng, 1, 500, 1.0)[0]
     c_sim = mujoco_c_steps_per_s(r.sim_model, x_home, Uc, r, 5)
     c_full = mujoco_c_steps_per_s(r.mj_model, x_home, Uc, r, 5)
@@ -85,86 +85,105 @@ def main() -> None:
         f"MuJoCo C, 1 thread: {c_sim:,.0f} steps/s (simulated model); "
         f"{c_full:,.0f} steps/s (with visual geoms)"
     )
-    out["mujoco_c_steps_per_s"] = c_sim
+    return c_sim
 
-    # --- MJX forward ----------------------------------------------------------------------------
+
+def bench_forward(r, x_home: np.ndarray, rng: np.random.Generator, args, c_sim: float) -> dict:
+    """MJX forward at each of --batches: time, steps/s (against MuJoCo C) and compile time."""
+    H = args.horizon
     fwd = jax.jit(lambda x0, U: r(x0, U))
-    out["forward"] = {}
+    figures = {}
     for B in args.batches:
         x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
         U = jnp.asarray(random_smooth_actions(rng, B, H, 1.0), jnp.float32)
-        t0 = time.perf_counter()
-        compiled = fwd.lower(x0, U).compile()
-        c_s = time.perf_counter() - t0
+        compiled, c_s = compile_time(fwd, x0, U)
         tmin, tmed = timed(compiled, x0, U, repeats=args.repeats)
         sps = B * H * r.n_substeps / tmin
-        out["forward"][B] = {"s": tmin, "median_s": tmed, "steps_per_s": sps, "compile_s": c_s}
+        figures[B] = {"s": tmin, "median_s": tmed, "steps_per_s": sps, "compile_s": c_s}
         print(
             f"MJX forward B={B:5d} H={H}: {tmin * 1e3:8.2f} ms (median {tmed * 1e3:.2f}), "
             f"{sps:,.0f} steps/s = {sps / c_sim:.2f} x MuJoCo C; compile {c_s:.1f} s"
         )
+    return figures
 
-    # --- forward + gradient ---------------------------------------------------------------------
-    def make_grad(ro, target):
-        def loss(U, x0):
-            return jnp.mean((ro(x0, U) - target) ** 2)
 
-        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+def make_grad(ro, target):
+    """The jitted value_and_grad of a squared error of ``ro(x0, U)`` to ``target``, in (U, x0)."""
 
-    out["gradient"] = {}
-    for B in args.grad_batches:
-        x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
-        U = jnp.asarray(random_smooth_actions(rng, B, H, 1.0), jnp.float32)
-        target = jnp.asarray(np.tile(x_home, (B, H + 1, 1)), jnp.float32)
-        fwd_b = jax.jit(lambda x0, U: r(x0, U))
+    def loss(U, x0):
+        return jnp.mean((ro(x0, U) - target) ** 2)
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+
+def compile_time(fn, *args) -> tuple[object, float]:
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def time_alternating(fwd_c, grad_c, x0, U, repeats: int) -> tuple[float, float, float, float]:
+    """Minimum and median seconds of the forward and of the gradient, called in alternation (so a noisy
+    neighbour slows both alike): ``(f_min, f_med, g_min, g_med)``."""
+    jax.block_until_ready(fwd_c(x0, U))
+    jax.block_until_ready(grad_c(U, x0))
+    tf, tg = [], []
+    for _ in range(repeats):
         t0 = time.perf_counter()
-        fwd_c = fwd_b.lower(x0, U).compile()
-        fwd_compile = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        grad_c = make_grad(r, target).lower(U, x0).compile()
-        grad_compile = time.perf_counter() - t0
-        # forward and gradient calls alternate, so a noisy neighbour slows both alike
         jax.block_until_ready(fwd_c(x0, U))
+        tf.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         jax.block_until_ready(grad_c(U, x0))
-        tf, tg = [], []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fwd_c(x0, U))
-            tf.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            jax.block_until_ready(grad_c(U, x0))
-            tg.append(time.perf_counter() - t0)
-        f_min, f_med, g_min, g_med = min(tf), float(np.median(tf)), min(tg), float(np.median(tg))
-        row = {
-            "forward_s": f_min,
-            "grad_s": g_min,
-            "ratio": g_min / f_min,
-            "ratio_median": g_med / f_med,
-            "compile_forward_s": fwd_compile,
-            "compile_grad_s": grad_compile,
-        }
-        print(
-            f"value_and_grad B={B} H={H}: {g_min * 1e3:.1f} ms vs forward {f_min * 1e3:.1f} ms: "
-            f"ratio {g_min / f_min:.2f} (medians: {g_med / f_med:.2f})"
-        )
-        print(f"compile: forward {fwd_compile:.1f} s, value_and_grad {grad_compile:.1f} s")
-        if not args.skip_unrolled:
-            ru = create_go2_rollout(gradient="unrolled")
-            t0 = time.perf_counter()
-            grad_u = make_grad(ru, target).lower(U, x0).compile()
-            u_compile = time.perf_counter() - t0
-            u_min, _ = timed(grad_u, U, x0, repeats=args.repeats)
-            row.update(unrolled_grad_s=u_min, unrolled_compile_s=u_compile)
-            print(
-                f"  plain mjx.step autodiff (gradient='unrolled'): {u_min * 1e3:.1f} ms "
-                f"= ratio {u_min / f_min:.2f}; compile {u_compile:.1f} s"
-            )
-        out["gradient"][B] = row
+        tg.append(time.perf_counter() - t0)
+    return min(tf), float(np.median(tf)), min(tg), float(np.median(tg))
 
-    # --- memory of the gradient -----------------------------------------------------------------
+
+def bench_unrolled(target, U, x0, f_min: float, repeats: int) -> dict:
+    """The plain mjx.step autodiff (gradient='unrolled'): its time against the forward, and compile time."""
+    ru = create_go2_rollout(gradient="unrolled")
+    grad_u, u_compile = compile_time(make_grad(ru, target), U, x0)
+    u_min, _ = timed(grad_u, U, x0, repeats=repeats)
+    print(
+        f"  plain mjx.step autodiff (gradient='unrolled'): {u_min * 1e3:.1f} ms "
+        f"= ratio {u_min / f_min:.2f}; compile {u_compile:.1f} s"
+    )
+    return {"unrolled_grad_s": u_min, "unrolled_compile_s": u_compile}
+
+
+def bench_gradient(r, x_home: np.ndarray, rng: np.random.Generator, B: int, args) -> dict:
+    """Forward + gradient at batch ``B``: the gradient's cost as a ratio to the forward, compile times."""
+    H = args.horizon
+    x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
+    U = jnp.asarray(random_smooth_actions(rng, B, H, 1.0), jnp.float32)
+    target = jnp.asarray(np.tile(x_home, (B, H + 1, 1)), jnp.float32)
+    fwd_b = jax.jit(lambda x0, U: r(x0, U))
+    fwd_c, fwd_compile = compile_time(fwd_b, x0, U)
+    grad_c, grad_compile = compile_time(make_grad(r, target), U, x0)
+    f_min, f_med, g_min, g_med = time_alternating(fwd_c, grad_c, x0, U, args.repeats)
+    row = {
+        "forward_s": f_min,
+        "grad_s": g_min,
+        "ratio": g_min / f_min,
+        "ratio_median": g_med / f_med,
+        "compile_forward_s": fwd_compile,
+        "compile_grad_s": grad_compile,
+    }
+    print(
+        f"value_and_grad B={B} H={H}: {g_min * 1e3:.1f} ms vs forward {f_min * 1e3:.1f} ms: "
+        f"ratio {g_min / f_min:.2f} (medians: {g_med / f_med:.2f})"
+    )
+    print(f"compile: forward {fwd_compile:.1f} s, value_and_grad {grad_compile:.1f} s")
+    if not args.skip_unrolled:
+        row.update(bench_unrolled(target, U, x0, f_min, args.repeats))
+    return row
+
+
+def bench_memory(x_home: np.ndarray, args) -> dict:
+    """Peak XLA buffers of the gradient at the first of --grad-batches, per --memory-horizons, with and
+    without remat."""
     B = args.grad_batches[0]
     x0 = jnp.asarray(np.tile(x_home, (B, 1)), jnp.float32)
-    out["memory"] = {}
+    figures = {}
     for remat in (False, True):
         ro = create_go2_rollout(remat=remat)
         for Hm in args.memory_horizons:
@@ -176,14 +195,17 @@ def main() -> None:
 
             mem = jax.jit(jax.grad(loss)).lower(Um, x0).compile().memory_analysis()
             peak = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
-            out["memory"][f"H{Hm}_remat{int(remat)}"] = peak
+            figures[f"H{Hm}_remat{int(remat)}"] = peak
             print(
                 f"gradient memory B={B} H={Hm:4d} remat={remat!s:5}: {peak / 2**20:8.1f} MiB "
                 f"(XLA buffers: temp {mem.temp_size_in_bytes / 2**20:.1f} MiB)"
             )
+    return figures
 
-    # --- agreement with MuJoCo C ----------------------------------------------------------------
-    out["agreement"] = {}
+
+def bench_agreement(r, x_home: np.ndarray, H: int) -> dict:
+    """MJX against MuJoCo C (same and reference fidelity) on 32 random action sequences per amplitude."""
+    figures = {}
     for amp in (0.3, 0.6, 1.0):
         Ua = random_smooth_actions(np.random.default_rng(1), 32, H, amp)
         X = np.asarray(r(np.tile(x_home, (32, 1)), Ua))
@@ -195,12 +217,28 @@ def main() -> None:
                 "pos_median": float(np.median(err[..., :19].max((1, 2)))),
                 "vel_max": float(err[..., 19:].max()),
             }
-        out["agreement"][amp] = row
+        figures[amp] = row
         print(
             f"MJX vs MuJoCo C, 32 x H={H}, |u| <= {amp}: same max {row['same']['pos_max']:.1e} "
             f"(median {row['same']['pos_median']:.1e}), reference max {row['reference']['pos_max']:.1e} "
             f"(median {row['reference']['pos_median']:.1e}); velocity (same) {row['same']['vel_max']:.1e}"
         )
+    return figures
+
+
+def main() -> None:
+    args = parse_args()
+    jax.config.update("jax_enable_compilation_cache", False)
+    out = describe_machine()
+    r = create_go2_rollout(specialised=args.specialised)
+    x_home = r.home_state()
+    rng = np.random.default_rng(0)  # drawn from by MuJoCo C, then forward, then gradient, in that order
+    c_sim = bench_mujoco_c(r, x_home, rng)
+    out["mujoco_c_steps_per_s"] = c_sim
+    out["forward"] = bench_forward(r, x_home, rng, args, c_sim)
+    out["gradient"] = {B: bench_gradient(r, x_home, rng, B, args) for B in args.grad_batches}
+    out["memory"] = bench_memory(x_home, args)
+    out["agreement"] = bench_agreement(r, x_home, args.horizon)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=str)

@@ -88,7 +88,7 @@ def demo_step(batch: int, horizon: int, d_model: int, n_heads: int, depth: int, 
     return step, jax.device_put(state, replicated), args
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--horizon", type=int, default=16)
@@ -97,36 +97,20 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--cond-dim", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=10)
-    args = ap.parse_args()
-    B, H = args.batch, args.horizon
+    return ap.parse_args()
 
-    rollout = create_go2_rollout()
+
+def demonstrations(rollout, B: int, H: int, cond_dim: int):
+    """Random smooth demonstrations from the standing state: ``(U_demo, X1, cond)`` (seed 0)."""
     rng = np.random.default_rng(0)
     U_demo = random_smooth_actions(rng, B, H, 0.8)
     X1 = np.asarray(rollout(np.tile(rollout.home_state(), (B, 1)), U_demo), np.float32)
-    cond = jnp.asarray(rng.normal(size=(B, args.cond_dim)), jnp.float32)
-    X1 = jnp.asarray(X1)
+    cond = jnp.asarray(rng.normal(size=(B, cond_dim)), jnp.float32)
+    return U_demo, jnp.asarray(X1), cond
 
-    config = TrainConfig.from_flat(
-        data="-", batch=B, horizon=H, d_model=args.d_model, n_heads=args.n_heads, depth=args.depth, lr=1e-4
-    )
-    hyper = jax.tree.map(jnp.asarray, hyperparameters(config, 10_000))
-    model, variables = create_action_predictor(
-        horizon=H, d_model=args.d_model, n_heads=args.n_heads, depth=args.depth, cond_dim=args.cond_dim
-    )
-    params = variables["params"]
-    n_params = sum(x.size for x in jax.tree.leaves(params))
-    tx = make_optimizer(hyper)
-    state = initial_state(params)
-    norm = variables["normalizer"]
 
-    step_fn, c_step = compile_time(jax.jit(make_train_step(model, rollout)), state, X1, cond, norm, hyper)
-
-    def rollout_grad(U, x0):
-        return jax.value_and_grad(lambda u: jnp.mean(jnp.square(rollout(x0, u) - X1)))(U)
-
-    U0 = jnp.asarray(U_demo, jnp.float32)
-    grad_fn, c_grad = compile_time(jax.jit(rollout_grad), U0, X1[:, 0])
+def make_dit_step(model, tx, B: int):
+    """Forward + backward of the action predictor with a loss on its output, then AdamW and EMA."""
 
     def dit_step(state, X, cond, norm):
         def loss(p):
@@ -146,15 +130,19 @@ def main() -> None:
         ema = jax.tree.map(lambda e, p: 0.995 * e + 0.005 * p, state.ema, params)
         return state.replace(params=params, opt_state=opt_state, ema=ema), value
 
-    dit_fn, c_dit = compile_time(jax.jit(dit_step), state, X1, cond, norm)
+    return dit_step
 
+
+def time_in_alternation(step_fn, grad_fn, dit_fn, state, X1, cond, norm, hyper, U0, repeats: int) -> dict:
+    """Median seconds of the train step, the rollout gradient and the DiT step, called in turn (after two
+    warm-up rounds)."""
     times = {"train_step": [], "rollout_grad": [], "dit": []}
     s = state
     for _ in range(2):  # warm up
         s, _ = step_fn(s, X1, cond, norm, hyper)
         jax.block_until_ready(grad_fn(U0, X1[:, 0]))
         jax.block_until_ready(dit_fn(state, X1, cond, norm))
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         s, m = step_fn(s, X1, cond, norm, hyper)
         jax.block_until_ready(m["loss"])
@@ -165,7 +153,11 @@ def main() -> None:
         t0 = time.perf_counter()
         jax.block_until_ready(dit_fn(state, X1, cond, norm))
         times["dit"].append(time.perf_counter() - t0)
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def report(B: int, H: int, n_params: int, med: dict, c_step: float, c_grad: float, c_dit: float) -> None:
+    """Print the medians, the DiT share of the step and the compile times, then all of them as JSON."""
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}",
         "jax": jax.__version__,
@@ -187,6 +179,39 @@ def main() -> None:
     print(f"  DiT fwd+bwd+AdamW+EMA   {result['dit_fwd_bwd_opt_ms']:8.1f} ms   (compile {c_dit:.1f} s)")
     print(f"  DiT share of the step   {100 * result['dit_share_of_step']:8.1f} %")
     print(json.dumps(result))
+
+
+def main() -> None:
+    args = parse_args()
+    B, H = args.batch, args.horizon
+
+    rollout = create_go2_rollout()
+    U_demo, X1, cond = demonstrations(rollout, B, H, args.cond_dim)
+
+    config = TrainConfig.from_flat(
+        data="-", batch=B, horizon=H, d_model=args.d_model, n_heads=args.n_heads, depth=args.depth, lr=1e-4
+    )
+    hyper = jax.tree.map(jnp.asarray, hyperparameters(config, 10_000))
+    model, variables = create_action_predictor(
+        horizon=H, d_model=args.d_model, n_heads=args.n_heads, depth=args.depth, cond_dim=args.cond_dim
+    )
+    params = variables["params"]
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    tx = make_optimizer(hyper)
+    state = initial_state(params)
+    norm = variables["normalizer"]
+
+    step_fn, c_step = compile_time(jax.jit(make_train_step(model, rollout)), state, X1, cond, norm, hyper)
+
+    def rollout_grad(U, x0):
+        return jax.value_and_grad(lambda u: jnp.mean(jnp.square(rollout(x0, u) - X1)))(U)
+
+    U0 = jnp.asarray(U_demo, jnp.float32)
+    grad_fn, c_grad = compile_time(jax.jit(rollout_grad), U0, X1[:, 0])
+    dit_fn, c_dit = compile_time(jax.jit(make_dit_step(model, tx, B)), state, X1, cond, norm)
+
+    med = time_in_alternation(step_fn, grad_fn, dit_fn, state, X1, cond, norm, hyper, U0, args.repeats)
+    report(B, H, n_params, med, c_step, c_grad, c_dit)
 
 
 if __name__ == "__main__":

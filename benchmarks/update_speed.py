@@ -77,7 +77,7 @@ def worker(args) -> None:
         print(json.dumps({"seconds": time.perf_counter() - t0, "losses": losses[-n:]}), flush=True)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", action="append", default=[], help="NAME=CHECKOUT[:LAYOUT]")
     ap.add_argument("--batch", type=int, default=32)
@@ -88,11 +88,13 @@ def main() -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--layout", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
-        return worker(args)
-    if not args.config:
+    if not args.worker and not args.config:
         ap.error("give at least one --config NAME=CHECKOUT[:LAYOUT]")
+    return args
 
+
+def start_workers(args) -> dict[str, subprocess.Popen]:
+    """One worker process per --config, by name, importing dynaflow from its checkout."""
     workers = {}
     for spec in args.config:
         name, _, rest = spec.partition("=")
@@ -107,6 +109,11 @@ def main() -> None:
         workers[name] = subprocess.Popen(
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+    return workers
+
+
+def wait_for_compiles(workers: dict[str, subprocess.Popen]) -> dict[str, dict]:
+    """Each worker's first line (what it runs, its compile time); if one fails, all are killed."""
     info = {}
     for name, p in workers.items():  # they compile one after another's start, in parallel; wait for all
         line = p.stdout.readline()
@@ -115,12 +122,19 @@ def main() -> None:
                 other.kill()
             raise SystemExit(f"worker {name} failed (exit {p.wait()})")
         info[name] = json.loads(line)
+    return info
 
-    def turn(p, n):
-        p.stdin.write(f"{n}\n")
-        p.stdin.flush()
-        return json.loads(p.stdout.readline())
 
+def turn(p: subprocess.Popen, n: int) -> dict:
+    """Ask worker ``p`` for ``n`` updates; its answer (seconds, losses)."""
+    p.stdin.write(f"{n}\n")
+    p.stdin.flush()
+    return json.loads(p.stdout.readline())
+
+
+def time_in_turns(workers: dict[str, subprocess.Popen], args) -> tuple[dict, dict]:
+    """Warm every worker up, then --rounds turns of --chunk updates each, in alternation; then end them.
+    Seconds per update of each turn and the losses, by worker."""
     for p in workers.values():
         turn(p, args.warmup)
     times = {name: [] for name in workers}
@@ -133,7 +147,11 @@ def main() -> None:
     for p in workers.values():
         p.stdin.close()
         p.wait()
+    return times, losses
 
+
+def report(args, workers, info: dict, times: dict, losses: dict) -> dict:
+    """Print each configuration's speed against the first, and the first losses; the results by name."""
     first = next(iter(workers))
     base = float(np.median(times[first]))
     print(
@@ -157,6 +175,17 @@ def main() -> None:
             f"compile {info[name]['compile_s']:5.1f} s  {info[name]['dynaflow']}"
         )
     print("first losses:", {k: [round(x, 5) for x in v["first_losses"]] for k, v in result.items()})
+    return result
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        return worker(args)
+    workers = start_workers(args)
+    info = wait_for_compiles(workers)
+    times, losses = time_in_turns(workers, args)
+    result = report(args, workers, info, times, losses)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

@@ -221,6 +221,80 @@ def test_resume_auto_starts_continues_skips_damaged_and_never_replaces(small_con
 # The kill storm
 
 
+def storm_command(cfg) -> list[str]:
+    """The storm's `dynaflow train` command line, for a subprocess (`last` saved by time, nearly every
+    update)."""
+    return [
+        sys.executable,
+        "-m",
+        "dynaflow.cli",
+        "train",
+        *cli_args(cfg, save_every_minutes=0.002),
+        "--quiet",
+    ]
+
+
+def at(name, first_step=None):
+    """The moment ``dynaflow-test: NAME ...`` (a validation: of the untrained model or of an epoch)."""
+    if name == "validate":
+        return lambda what, detail: what == name and (detail == "0") == (first_step == 0)
+    return lambda what, detail: what == name
+
+
+def storm_plan(rng: np.random.Generator) -> list:
+    """The kills: (moment, its n-th occurrence in that run, signals)."""
+    K, T, H, U = signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1
+    return [
+        (at("validate", 0), 1, [K]),  # the untrained model's validation, before the first update
+        (at("update"), rng.integers(1, 4), [T]),
+        (at("rename"), rng.integers(1, 4), [K]),  # between a save's two renames: `last` is missing
+        (at("validate", 1), 1, [U]),  # an epoch's validation: it finishes, is saved, then the run stops
+        (at("rename"), rng.integers(1, 4), [H, H]),  # the second signal waits for the save to finish
+        (at("update"), rng.integers(1, 4), [K]),
+    ]
+
+
+STORM_ENV = {
+    "DYNAFLOW_TEST_EVENTS": "1",
+    "DYNAFLOW_TEST_PAUSE": "validate=0.3,save=0.3,rename=0.3",
+}
+
+
+def run_until_stopped(command: list[str], env: dict, moment, nth, sigs, run: Path) -> int:
+    """Run ``command`` and send ``sigs`` at the ``nth`` ``moment``: the run stops as the signal says (a kill
+    leaves no traceback; a stop says so in its last line, with the command that continues), every
+    checkpoint on disk loads. The exit code."""
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    seen, said = 0, []
+    for line in proc.stderr:
+        if not line.startswith("dynaflow-test: "):
+            said.append(line.strip())
+            continue
+        what, _, detail = line.removeprefix("dynaflow-test: ").strip().partition(" ")
+        seen += moment(what, detail)
+        if seen == nth and sigs:
+            for s in sigs:
+                proc.send_signal(s)
+            sigs = []
+    code = proc.wait(timeout=600)
+    assert code != 0 and not sigs, (code, said)  # every planned moment came before the run ended
+    if code == -signal.SIGKILL:
+        assert not [s for s in said if "Traceback" in s], said
+    else:
+        assert code == 128 + proc_signal(code), (code, said)
+        assert said[-1].startswith("dynaflow train: interrupted by SIG"), said
+        assert said[-1].endswith(f"continue with: dynaflow train --resume {run}"), said
+    every_checkpoint_loads(run)
+    return code
+
+
+def logged_records(path: Path) -> list[dict]:
+    """A run's metrics.jsonl, timings apart."""
+    timing = ("steps_per_s", "epoch_seconds")
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
+
+
 def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, tmp_path):
     """A seeded run killed at random moments in subprocesses (SIGKILL, SIGTERM, SIGUSR1, and SIGHUP twice
     during a save; during updates, the validation of the untrained model and of an epoch, between a save's two
@@ -230,64 +304,15 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, tmp_path):
     (--save-every-minutes 0.002), so most resumes start mid-epoch."""
     cfg = small_config(epochs=5, steps_per_epoch=6, val_windows=16, save_interval=2, log_every=1)
     run, ref = tmp_path / "storm", tmp_path / "reference"
-    command = [
-        sys.executable,
-        "-m",
-        "dynaflow.cli",
-        "train",
-        *cli_args(cfg, save_every_minutes=0.002),
-        "--quiet",
-    ]
+    command = storm_command(cfg)
     # the uninterrupted run, through the same command (so on the same device layout)
     done = subprocess.run([*command, "--save-dir", str(ref)], stderr=subprocess.PIPE, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     command += ["--resume", "auto", "--save-dir", str(run)]
-    rng = np.random.default_rng(28)
+    plan = storm_plan(np.random.default_rng(28))
+    env = {**os.environ, **STORM_ENV}
+    stops = [run_until_stopped(command, env, moment, nth, sigs, run) for moment, nth, sigs in plan]
     K, T, H, U = signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1
-
-    def at(name, first_step=None):
-        """The moment ``dynaflow-test: NAME ...`` (a validation: of the untrained model or of an epoch)."""
-        if name == "validate":
-            return lambda what, detail: what == name and (detail == "0") == (first_step == 0)
-        return lambda what, detail: what == name
-
-    plan = [  # (moment, its n-th occurrence in that run, signals)
-        (at("validate", 0), 1, [K]),  # the untrained model's validation, before the first update
-        (at("update"), rng.integers(1, 4), [T]),
-        (at("rename"), rng.integers(1, 4), [K]),  # between a save's two renames: `last` is missing
-        (at("validate", 1), 1, [U]),  # an epoch's validation: it finishes, is saved, then the run stops
-        (at("rename"), rng.integers(1, 4), [H, H]),  # the second signal waits for the save to finish
-        (at("update"), rng.integers(1, 4), [K]),
-    ]
-    env = {
-        **os.environ,
-        "DYNAFLOW_TEST_EVENTS": "1",
-        "DYNAFLOW_TEST_PAUSE": "validate=0.3,save=0.3,rename=0.3",
-    }
-    stops = []
-    for moment, nth, sigs in plan:
-        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-        seen, said = 0, []
-        for line in proc.stderr:
-            if not line.startswith("dynaflow-test: "):
-                said.append(line.strip())
-                continue
-            what, _, detail = line.removeprefix("dynaflow-test: ").strip().partition(" ")
-            seen += moment(what, detail)
-            if seen == nth and sigs:
-                for s in sigs:
-                    proc.send_signal(s)
-                sigs = []
-        code = proc.wait(timeout=600)
-        assert code != 0 and not sigs, (code, said)  # every planned moment came before the run ended
-        stops.append(code)
-        if code == -K:
-            assert not [s for s in said if "Traceback" in s], said
-        else:
-            assert code == 128 + proc_signal(code), (code, said)
-            assert said[-1].startswith("dynaflow train: interrupted by SIG"), said
-            assert said[-1].endswith(f"continue with: dynaflow train --resume {run}"), said
-        every_checkpoint_loads(run)
     assert stops == [-K, 128 + T, -K, 128 + U, 128 + H, -K]
     proc = subprocess.run(command, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -295,14 +320,8 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, tmp_path):
     final = load_checkpoint(run / "last", with_opt_state=True)
     assert final["step"] == 30
     assert_same_weights(final, load_checkpoint(ref / "last", with_opt_state=True))
-
     # and the log is the uninterrupted run's (timings apart): what a kill lost is logged once, again
-    def records(path):
-        timing = ("steps_per_s", "epoch_seconds")
-        lines = (path / "metrics.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
-
-    assert records(run) == records(ref)
+    assert logged_records(run) == logged_records(ref)
     for name in ("epoch_0002", "epoch_0004", "best"):
         assert_same_weights(
             load_checkpoint(run / name, with_opt_state=True), load_checkpoint(ref / name, with_opt_state=True)

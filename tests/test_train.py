@@ -117,6 +117,97 @@ def _train_cmd(cfg, save_dir) -> list[str]:
     return [sys.executable, "-m", "dynaflow.cli", "train", *args]
 
 
+def _two_process_env(n_local: int) -> dict[str, str]:
+    """The environment of a process of ``n_local`` CPU devices."""
+    # The processes run 4 steps, so compiling is nearly all their time: LLVM's lowest optimisation
+    # level compiles about a third faster (same floating-point semantics: XLA enables no fast-math).
+    return {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_local} --xla_backend_optimization_level=0",
+        "JAX_PLATFORMS": "cpu",
+    }
+
+
+def _metrics(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _train_in_two_processes(cfg, tmp_path) -> list[tuple[str, str]]:
+    """`dynaflow train --coordinator` in two processes of two CPU devices each, saving to tmp_path / p0 and
+    p1: both exit 0. Their (stdout, stderr)."""
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            _train_cmd(cfg, str(tmp_path / f"p{pid}"))
+            + [f"--coordinator=localhost:{port}", "--num-processes=2", f"--process-id={pid}"]
+            + ["--time-budget=3600"],  # budget checks are agreed between processes each step
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_two_process_env(2),
+        )
+        for pid in (0, 1)
+    ]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    return outs
+
+
+def _assert_same_training(ref_dir, got_dir) -> None:
+    """Two runs log the same steps, losses, validation scores and gradient norms, and end with the same
+    parameters."""
+    ref, got = _metrics(ref_dir), _metrics(got_dir)
+    assert [r["step"] for r in got] == [r["step"] for r in ref] == [0, 1, 2, 3, 4, 4]
+    for key in ("train_loss", "val_loss", "val_tre", "grad_norm"):
+        a = [r[key] for r in ref if key in r]
+        b = [r[key] for r in got if key in r]
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(b, a, rtol=2e-4, err_msg=key)
+    pa = jax.tree.leaves(load_checkpoint(ref_dir / "last")["params"])
+    pb = jax.tree.leaves(load_checkpoint(got_dir / "last")["params"])
+    # Adam moves a parameter whose gradient is ~0 by ~lr either way, so compare the whole vector.
+    diff = np.sqrt(sum(np.sum((np.asarray(b) - np.asarray(a)) ** 2) for a, b in zip(pa, pb, strict=True)))
+    norm = np.sqrt(sum(np.sum(np.asarray(a) ** 2) for a in pa))
+    assert diff <= 1e-4 * norm, (diff, norm)
+
+
+def _resume_in_two_processes_and_stop_process_1(save_dir):
+    """Both processes continue ``save_dir`` with `--resume auto` (to 9 epochs); process 1 gets SIGTERM at its
+    update 6. The processes, their (stdout, stderr), and process 1's stderr lines as read."""
+    port = _free_port()
+    resume = [
+        sys.executable,
+        "-m",
+        "dynaflow.cli",
+        "train",
+        "--resume",
+        "auto",
+        "--save-dir",
+        str(save_dir),
+        "--epochs",
+        "9",
+    ]
+    procs = [
+        subprocess.Popen(
+            resume
+            + ["--quiet", f"--coordinator=localhost:{port}", "--num-processes=2", f"--process-id={pid}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**_two_process_env(2), "DYNAFLOW_TEST_EVENTS": str(pid)},  # events from process 1 only
+        )
+        for pid in (0, 1)
+    ]
+    said = []
+    for line in procs[1].stderr:
+        said.append(line.strip())
+        if line.startswith("dynaflow-test: update 6"):
+            procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=600) for p in procs]
+    return procs, outs, said
+
+
 def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tmp_path):
     """Data parallel over devices and over processes (hosts): `dynaflow train --coordinator` in two
     processes with two CPU devices each (4 devices, Gloo collectives) gives the losses, validation
@@ -128,88 +219,17 @@ def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tm
         epochs=1, steps_per_epoch=4, log_every=1, val_windows=16, save_dir=str(tmp_path / "one")
     )
     train(one, rollout=rollout, progress=False)
-
-    def env(n_local):
-        # The processes run 4 steps, so compiling is nearly all their time: LLVM's lowest optimisation
-        # level compiles about a third faster (same floating-point semantics: XLA enables no fast-math).
-        return {
-            **os.environ,
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_local} "
-            "--xla_backend_optimization_level=0",
-            "JAX_PLATFORMS": "cpu",
-        }
-
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            _train_cmd(cfg, str(tmp_path / f"p{pid}"))
-            + [f"--coordinator=localhost:{port}", "--num-processes=2", f"--process-id={pid}"]
-            + ["--time-budget=3600"],  # budget checks are agreed between processes each step
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(2),
-        )
-        for pid in (0, 1)
-    ]
-    outs = [p.communicate(timeout=900) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
+    outs = _train_in_two_processes(cfg, tmp_path)
     assert "4 cpu device(s) in 2 processes" in outs[0][1]
     assert "process 1: trained 4 steps; process 0 wrote the files" in outs[1][0]
     assert not (tmp_path / "p1").exists()  # process 1 writes nothing
-
-    def records(run):
-        return [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-
-    ref, got = records("one"), records("p0")
-    assert [r["step"] for r in got] == [r["step"] for r in ref] == [0, 1, 2, 3, 4, 4]
-    for key in ("train_loss", "val_loss", "val_tre", "grad_norm"):
-        a = [r[key] for r in ref if key in r]
-        b = [r[key] for r in got if key in r]
-        assert len(a) == len(b) > 0
-        np.testing.assert_allclose(b, a, rtol=2e-4, err_msg=key)
-    pa = jax.tree.leaves(load_checkpoint(tmp_path / "one" / "last")["params"])
-    pb = jax.tree.leaves(load_checkpoint(tmp_path / "p0" / "last")["params"])
-    # Adam moves a parameter whose gradient is ~0 by ~lr either way, so compare the whole vector.
-    diff = np.sqrt(sum(np.sum((np.asarray(b) - np.asarray(a)) ** 2) for a, b in zip(pa, pb, strict=True)))
-    norm = np.sqrt(sum(np.sum(np.asarray(a) ** 2) for a in pa))
-    assert diff <= 1e-4 * norm, (diff, norm)
+    _assert_same_training(tmp_path / "one", tmp_path / "p0")
 
     # A requeued job: both processes continue the run with `--resume auto --save-dir` (process 0 picks the
     # checkpoint, the other takes its choice); SIGTERM to process 1 alone: they agree to stop at the same
     # step, both exit 143, and process 0 writes the one checkpoint (the compiled programs come from the
     # cache now)
-    port = _free_port()
-    resume = [
-        sys.executable,
-        "-m",
-        "dynaflow.cli",
-        "train",
-        "--resume",
-        "auto",
-        "--save-dir",
-        str(tmp_path / "p0"),
-        "--epochs",
-        "9",
-    ]
-    procs = [
-        subprocess.Popen(
-            resume
-            + ["--quiet", f"--coordinator=localhost:{port}", "--num-processes=2", f"--process-id={pid}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**env(2), "DYNAFLOW_TEST_EVENTS": str(pid)},  # events from process 1 only
-        )
-        for pid in (0, 1)
-    ]
-    said = []
-    for line in procs[1].stderr:
-        said.append(line.strip())
-        if line.startswith("dynaflow-test: update 6"):
-            procs[1].send_signal(signal.SIGTERM)
-    outs = [p.communicate(timeout=600) for p in procs]
+    procs, outs, said = _resume_in_two_processes_and_stop_process_1(tmp_path / "p0")
     assert [p.returncode for p in procs] == [143, 143], (outs, said)
     line0 = outs[0][1].strip().splitlines()[-1]
     step = load_checkpoint(tmp_path / "p0" / "last")["step"]
@@ -220,7 +240,8 @@ def test_two_processes_of_two_devices_match_one_device(small_config, rollout, tm
         f"{tmp_path / 'p0' / 'last'}"
     ), said
     assert not (tmp_path / "p1").exists()
-    assert [r["step"] for r in records("p0")][:6] == [0, 1, 2, 3, 4, 4]  # continued, not restarted
+    steps = [r["step"] for r in _metrics(tmp_path / "p0")]
+    assert steps[:6] == [0, 1, 2, 3, 4, 4]  # continued, not restarted
 
 
 def test_randomised_training_rolls_out_in_sampled_worlds(small_config, rollout):
