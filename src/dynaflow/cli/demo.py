@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         type=positive_int("--updates"),
         default=None,
         help="DynaFlow's and state-fm's training updates, the demo's budget of work (default: the "
-        "reference's, 2400; 200 and 100 in the reduced mode)",
+        "reference's, 3600; 200 and 100 in the reduced mode)",
     )
     p.add_argument(
         "--seed", type=non_negative_int("--seed"), default=0, help="seed of training and evaluation"

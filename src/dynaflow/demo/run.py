@@ -151,9 +151,14 @@ def _opening_line(demo: _Demo, episodes: int) -> str:
 
 
 def _reference_minutes(s: DemoSettings) -> float:
-    """The whole demo on the reference machine, compile included (~80 s for DynaFlow's step)."""
-    train_s = 80.0 + s.dynaflow_updates / REFERENCE["updates_per_s"]
-    return (train_s + REFERENCE["state_fm_s"] * s.state_fm_updates / 2400 + REFERENCE["evaluation_s"]) / 60
+    """The whole demo on the reference machine, compiles included."""
+    train_s = REFERENCE["compile_s"] + s.dynaflow_updates / REFERENCE["updates_per_s"]
+    return (train_s + _after_dynaflow_s(s)) / 60
+
+
+def _after_dynaflow_s(s: DemoSettings) -> float:
+    """state-fm's training and the evaluation on the reference machine."""
+    return s.state_fm_updates / REFERENCE["state_fm_updates_per_s"] + REFERENCE["evaluation_s"]
 
 
 def _train_both(demo: _Demo, rollout) -> None:
@@ -183,7 +188,7 @@ def _estimate(demo: _Demo):
         s = demo.settings
         demo.speed = rate / REFERENCE["updates_per_s"]
         train_left = max(s.dynaflow_updates - step, 0) / rate
-        rest = 0.0 if s.reduced else (REFERENCE["state_fm_s"] + REFERENCE["evaluation_s"]) / demo.speed
+        rest = 0.0 if s.reduced else _after_dynaflow_s(s) / demo.speed
         elapsed = time.perf_counter() - demo.t0
         finish = datetime.now() + timedelta(seconds=train_left + rest)
         whole = (elapsed + train_left + rest) / 60
