@@ -8,7 +8,10 @@ conditioning schedule, and closed-loop receding-horizon replanning in MuJoCo C w
 * **Closed loop** (``closed_loop=True``): the robot lives in MuJoCo C ("same" or "reference" fidelity).
   Every ``replan_every`` control steps the policy samples a new window from the simulator's *measured*
   state and the first ``replan_every`` actions are executed. Pushes (a force on the trunk for a given
-  time) test recovery. The sampling latency of every replan is recorded.
+  time) test recovery. The sampling latency of every replan is recorded. By default the command is held
+  (:class:`~dynaflow.data.conditioning.CommandHold`, gains :class:`HoldGains`): at each replan the
+  conditioning's yaw rate and speed are corrected by the measured heading and speed errors, clamped to the
+  gait's training range (:func:`command_ranges`).
 
 Schedules are strings: comma-separated segments ``gait:vx:seconds``, ``gait:vx:yaw_rate:seconds`` or
 ``gait:vx:vy:yaw_rate:seconds`` (gait one of trot, pace, bound, pronk, stand; ``turn`` is a trot with a
@@ -21,21 +24,32 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import mujoco
 import numpy as np
 
 from dynaflow.data import Dataset
-from dynaflow.data.sources.gaits import ALL_GAITS, COND_DIM, conditioning
+from dynaflow.data.conditioning import (
+    DEFAULT_HOLD,
+    CommandHold,
+    HoldGains,
+    heading_velocity,
+    wrap_angle,
+    yaw_of,
+)
+from dynaflow.data.sources.gaits import ALL_GAITS, COND_DIM, SPECS, conditioning
 from dynaflow.physics import reference_model, replay_in_mujoco, stays_up
 from dynaflow.policy import check_conditioning, held_out_episodes
 from dynaflow.robots.go2 import NQ, STATE_DIM, TRUNK_BODY
 
 __all__ = [
+    "DEFAULT_HOLD",
+    "HoldGains",
     "Push",
     "LongRollout",
     "Segment",
+    "command_ranges",
     "default_replan_every",
     "motion_for_episode",
     "parse_pushes",
@@ -45,6 +59,7 @@ __all__ = [
 ]
 
 DEFAULT_PUSH_SECONDS = 0.2
+WARM_SECONDS = 1.0  # the achieved speed in a closed-loop summary is measured after the first second
 _DIRECTIONS = {"x": (1.0, 0.0), "-x": (-1.0, 0.0), "y": (0.0, 1.0), "-y": (0.0, -1.0)}
 
 
@@ -148,7 +163,9 @@ def parse_pushes(texts: Sequence[str]) -> list[Push]:
 @dataclass
 class LongRollout:
     """What :func:`rollout_long` produced. ``states`` (T+1, 37) are the executed motion in closed loop and
-    the generated one in open loop; ``actions`` (T, 12) (None for a states-only model); ``cond`` (T, C)."""
+    the generated one in open loop; ``actions`` (T, 12) (None for a states-only model); ``cond`` (T, C) the
+    commanded conditioning, ``cond_fed`` (T, C) the one the model was given (closed loop with the command
+    held: corrected); ``hold``: the holding gains used (None: not held)."""
 
     states: np.ndarray
     actions: np.ndarray | None
@@ -159,6 +176,8 @@ class LongRollout:
     wall_seconds: float = 0.0
     replays: dict[str, np.ndarray] = field(default_factory=dict)  # open loop: MuJoCo C replays of actions
     dt: float = 0.02  # control period (s)
+    cond_fed: np.ndarray | None = None
+    hold: dict | None = None
 
     @property
     def seconds(self) -> float:
@@ -187,11 +206,48 @@ class LongRollout:
             )
             warm = self.wall_seconds - self.latencies[0]  # without the first call (its compile)
             out["real_time_factor_warm"] = self.seconds / warm if warm > 0 else float("nan")
+        if self.closed_loop and self.cond is not None and self.cond.shape[1] == COND_DIM:
+            out.update(self._tracking())
         for fid, R in self.replays.items():
             out[f"replay_{fid}_upright"] = bool(stays_up(R))
             out[f"replay_{fid}_forward_m"] = float(R[-1, 0] - R[0, 0])
             out[f"replay_{fid}_drift_m"] = float(np.linalg.norm(R[-1, :2] - X[-1, :2]))
         return out
+
+    def _tracking(self) -> dict:
+        """Closed loop, gait conditioning: the final heading minus the target (the start heading plus the
+        integral of the commanded yaw rate), and the heading-frame (vx, vy, yaw rate) achieved after the
+        first second against the mean command over the same time."""
+        X, cmd = self.states, self.cond[:, :3].astype(np.float64)
+        target = yaw_of(X[0]) + cmd[:, 2].sum() * self.dt
+        warm = min(int(round(WARM_SECONDS / self.dt)), max(len(X) - 3, 0))
+        achieved = heading_velocity(X[warm:], self.dt)
+        commanded = cmd[warm:].mean(0) if warm < len(cmd) else cmd.mean(0)
+        return {
+            "hold_command": self.hold,
+            "heading_error_rad": float(wrap_angle(yaw_of(X[-1]) - target)),
+            "achieved_vx_vy_yaw_rate": [float(v) for v in achieved],
+            "commanded_vx_vy_yaw_rate": [float(v) for v in commanded],
+            "achieved_speed_mps": float(np.linalg.norm(achieved[:2])),
+            "commanded_speed_mps": float(np.linalg.norm(commanded[:2])),
+        }
+
+
+def command_ranges() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per gait the (low, high) (vx, vy, yaw rate) the gait library's commands are drawn from (the
+    training data's range), to which a held command is clamped."""
+    return {
+        g: (np.array([s.vx[0], s.vy[0], s.yaw[0]]), np.array([s.vx[1], s.vy[1], s.yaw[1]]))
+        for g, s in SPECS.items()
+    }
+
+
+def command_hold(policy, x0: np.ndarray, gains: HoldGains | None) -> CommandHold | None:
+    """Command holding for closed-loop runs from ``x0`` ``(B, 37)``; None when ``gains`` is None or the
+    checkpoint does not take the gait library's 7-D conditioning (nothing to correct)."""
+    if gains is None or policy.cond_dim != COND_DIM:
+        return None
+    return CommandHold(x0, policy.rollout.ctrl_dt, gains, command_ranges())
 
 
 def _cond_at(policy, cond, t: float):
@@ -220,13 +276,15 @@ def rollout_long(
     seed: int = 0,
     ode_steps: int = 1,
     replay: bool = True,
+    hold: HoldGains | None = DEFAULT_HOLD,
 ) -> LongRollout:
     """Generate ``seconds`` of motion from ``x0`` (37,) for a conditioning ``cond`` (C,) or a schedule
     (a callable ``t -> (C,)``, see :func:`schedule_fn`), open or closed loop (module docstring).
 
     Open loop with ``replay``: the chained actions are also replayed in MuJoCo C ("same" and
     "reference"). Closed loop needs a model with actions (not ``state-fm``); it replans every
-    ``replan_every`` control steps (default: half the horizon)."""
+    ``replan_every`` control steps (default: half the horizon) and holds the commanded heading and speed
+    with the gains ``hold`` (None: the command unchanged; gait-conditioned models only)."""
     x0 = _checked_start(x0)
     if not (np.isfinite(seconds) and seconds > 0):
         raise ValueError(f"--seconds: expected a finite number > 0, got {seconds}")
@@ -239,7 +297,7 @@ def rollout_long(
     total = int(round(seconds / policy.rollout.ctrl_dt))
     if not closed_loop:
         return _open_loop(policy, x0, cond, total, pushes, seed, ode_steps, replay)
-    return _closed_loop(policy, x0, cond, total, replan_every, fidelity, pushes, seed, ode_steps)
+    return _closed_loop(policy, x0, cond, total, replan_every, fidelity, pushes, seed, ode_steps, hold)
 
 
 def _checked_start(x0) -> np.ndarray:
@@ -290,9 +348,11 @@ def _closed_loop(
     pushes: Sequence[Push],
     seed: int,
     ode_steps: int,
+    hold: HoldGains | None,
 ) -> LongRollout:
     """Receding-horizon replanning in MuJoCo C: every ``replan_every`` steps a window is sampled from the
-    measured state and its first actions are executed, pushes applied to the trunk."""
+    measured state (its conditioning corrected by command holding) and its first actions are executed,
+    pushes applied to the trunk."""
     if not policy.has_actions:
         raise ValueError(f"--closed-loop: a states-only model ({policy.method}) has no actions to execute")
     if replan_every < 1 or replan_every > policy.horizon:
@@ -300,16 +360,25 @@ def _closed_loop(
     dt = policy.rollout.ctrl_dt
     t_start = time.perf_counter()
     model, data, n_sub, trunk, x = _start_simulation(policy.rollout, fidelity, x0)
-    states, actions, latencies = [x.copy()], [], []
-    k, call = 0, 0
+    holder = command_hold(policy, x[None], hold)
+    states, actions, latencies, fed = [x.copy()], [], [], []
+    commanded = _cond_series(policy, cond, total, dt)
+    k = last = 0
     while k < total:
         c = _cond_at(policy, cond, k * dt)
+        if holder is not None:
+            if k > last:
+                holder.advance(np.asarray(states[last:])[None], commanded[None, last:k, :3])
+            c, last = holder.conditioning(c).astype(np.float32), k
         t0 = time.perf_counter()
         _, U = policy.sample(
-            states[-1][None].astype(np.float32), c, rng=seed + call, ode_steps=ode_steps, actions_only=True
+            states[-1][None].astype(np.float32),
+            c,
+            rng=seed + len(latencies),
+            ode_steps=ode_steps,
+            actions_only=True,
         )
         latencies.append(time.perf_counter() - t0)
-        call += 1
         targets = policy.rollout.targets(np.asarray(U[0], np.float64))
         for j in range(min(replan_every, total - k)):
             data.xfrc_applied[trunk, :2] = _push_force(pushes, k * dt)
@@ -317,15 +386,18 @@ def _closed_loop(
             mujoco.mj_step(model, data, nstep=n_sub)
             states.append(np.concatenate([data.qpos, data.qvel]))
             actions.append(U[0, j])
+            fed.append(c)
             k += 1
     result = LongRollout(
         np.asarray(states),
         np.asarray(actions, np.float32),
-        _cond_series(policy, cond, total, dt),
+        commanded,
         True,
         fidelity,
         latencies,
         dt=dt,
+        cond_fed=None if commanded is None else np.concatenate(fed),
+        hold=None if holder is None else asdict(hold),
     )
     result.wall_seconds = time.perf_counter() - t_start
     return result

@@ -7,7 +7,9 @@ matrix, two ways of running the robot:
   ``dynaflow generate`` does) and its actions are replayed, unchanged, in each perturbed world;
 * **closed loop**: the robot lives in the perturbed world; every ``replan_every`` control steps the policy
   samples a new window from the (possibly noisy) *measured* state and the first actions are executed.
-  All worlds advance in lockstep so one batched sampler call serves them all.
+  All worlds advance in lockstep so one batched sampler call serves them all. By default the command is
+  held (:class:`~dynaflow.data.conditioning.CommandHold`): each replan's conditioning is the command
+  corrected by the measured heading and speed errors (measured as the world's sensor reports them).
 
 Each run gives a cell (:func:`run_figures`): upright for the whole run, when it fell, displacement achieved
 against commanded, heading drift, heading-frame speed against the command. :func:`transfer_section` and
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 
-from dynaflow.data.conditioning import heading_velocity, yaw_of
+from dynaflow.data.conditioning import DEFAULT_HOLD, HoldGains, heading_velocity, wrap_angle, yaw_of
 from dynaflow.data.sources.gaits import EVAL_COMMANDS, start_state
 from dynaflow.physics import stays_up
 from dynaflow.physics.worlds import TRANSFER_MATRIX, Perturbation, build_world, replay_in_world
@@ -67,8 +69,10 @@ def run_figures(X: np.ndarray, command: Sequence[float], dt: float) -> dict:
     command (heading-frame planar velocity projected on the commanded one, integrated over the run) over
     the commanded distance (None when the command moves less than 5 cm; a turn counts along its arc);
     ``drift_m``: distance between achieved and commanded end points; ``heading_drift_rad``: final heading
-    minus commanded heading; ``achieved``: heading-frame (vx, vy, yaw rate) after the first second;
-    ``on_speed``: that planar velocity within 25 % of the command (at least 0.05 m/s)."""
+    minus commanded heading; ``heading_drift_last_s_rad``: the same averaged over the last second (a gait
+    sways its heading within each stride, a trot by ±0.1 rad); ``achieved``: heading-frame (vx, vy, yaw
+    rate) after the first second; ``on_speed``: that planar velocity within 25 % of the command (at least
+    0.05 m/s)."""
     X = np.asarray(X, np.float64)
     steps = len(X) - 1
     cmd = np.asarray(command, np.float64)
@@ -91,9 +95,17 @@ def run_figures(X: np.ndarray, command: Sequence[float], dt: float) -> dict:
         "distance_ratio": along,
         "drift_m": float(np.linalg.norm(got - want)) if ok else None,
         "heading_drift_rad": _wrap(float(yaw_of(X[-1]) - yaw_of(X[0])) - cmd[2] * steps * dt) if ok else None,
+        "heading_drift_last_s_rad": _last_second_drift(X, cmd[2], dt) if ok else None,
         "achieved": [float(v) for v in achieved],
         "on_speed": bool(ok and np.linalg.norm(achieved[:2] - cmd[:2]) <= tol),
     }
+
+
+def _last_second_drift(X: np.ndarray, yaw_rate: float, dt: float) -> float:
+    """Heading minus commanded heading (rad), averaged over the run's last second."""
+    n = min(int(round(WARM_SECONDS / dt)), len(X))
+    k = np.arange(len(X) - n, len(X))
+    return _wrap(float(np.mean(wrap_angle(yaw_of(X[k]) - yaw_of(X[0]) - yaw_rate * k * dt))))
 
 
 def _jobs(commands: dict[str, Sequence[Sequence[float]]], seeds: int) -> list[tuple[str, tuple, int]]:
@@ -117,6 +129,7 @@ def transfer_suite(
     closed_worlds: Sequence[str] | None = None,
     plans: Sequence[np.ndarray] | None = None,
     keep: Sequence[tuple[str, str, str]] = (),
+    hold: HoldGains | None = DEFAULT_HOLD,
 ) -> dict:
     """Run the suite for a gait-conditioned checkpoint with actions (module docstring). ``commands``:
     ``{gait: [(vx, vy, yaw rate), ...]}`` (default :data:`~dynaflow.data.sources.gaits.EVAL_COMMANDS`);
@@ -124,7 +137,8 @@ def transfer_suite(
     defaults to half the horizon (replanning more often measured worse: docs/transfer.md).
     ``closed_worlds``: names of the worlds run closed loop (default: all); ``plans``: open-loop actions
     per command and seed, in order, when already generated (from the same start state and seeds);
-    ``keep``: ``(mode, world, gait)`` runs whose states come back under ``"kept"`` (first command).
+    ``keep``: ``(mode, world, gait)`` runs whose states come back under ``"kept"`` (first command);
+    ``hold``: the gains of command holding in closed loop (None: the command fed unchanged).
     Returns ``{"cells": [...], "perturbations": [...], "summary": {...}, ...}``, JSON-ready but for
     ``"kept"``."""
     from dynaflow.generate import Segment
@@ -146,12 +160,12 @@ def transfer_suite(
     if "closed" in modes:
         closed = [p for p in perturbations if closed_worlds is None or p.name in closed_worlds]
         pairs = [(p, j) for p in closed for j in range(len(jobs))]
-        _run_closed_loop(
-            policy, x0, pairs, conds, steps, replan_every, seed, ode_steps, batch, runs, say, timing
-        )
+        closed_loop = _ClosedLoop(policy, x0, runs.jobs, conds, steps, replan_every, seed, ode_steps, hold)
+        _run_closed_loop(closed_loop, pairs, batch, runs, say, timing)
     return {
         "seconds": steps * dt,
         "replan_every": replan_every,
+        "hold": None if hold is None else asdict(hold),
         "seeds": seeds,
         "commands": {g: [list(c) for c in cs] for g, cs in commands.items()},
         "perturbations": [p.as_dict() for p in perturbations],
@@ -253,14 +267,8 @@ def _replay_open_loop(policy, x0, plans, perturbations, steps: int, runs: _Runs,
 
 
 def _run_closed_loop(
-    policy,
-    x0,
+    closed_loop: _ClosedLoop,
     pairs,
-    conds,
-    steps: int,
-    replan_every: int,
-    seed: int,
-    ode_steps: int,
     batch: int,
     runs: _Runs,
     say: Callable[[str], None],
@@ -271,9 +279,7 @@ def _run_closed_loop(
     calls = 0
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        states, n_calls = _closed_loop(
-            policy, x0, chunk, runs.jobs, conds, steps, replan_every, seed, ode_steps
-        )
+        states, n_calls = closed_loop.run(chunk)
         calls += n_calls
         for (p, j), X in zip(chunk, states, strict=True):
             runs.record("closed", p, j, X)
@@ -286,35 +292,60 @@ def _seeded(p: Perturbation, s: int) -> Perturbation:
     return p if s == 0 else replace(p, seed=p.seed + 1000 * s)
 
 
-def _closed_loop(policy, x0, chunk, jobs, conds, steps: int, replan_every: int, seed: int, ode_steps: int):
-    """Run the chunk's (perturbation, job) pairs in lockstep; returns their true states and the calls."""
-    rollout = policy.rollout
-    worlds = [build_world(rollout, _seeded(p, jobs[j][2])) for p, j in chunk]
-    rngs = [
-        np.random.default_rng([seed, w.perturbation.seed, j]) for w, (_, j) in zip(worlds, chunk, strict=True)
-    ]
-    cond = np.stack([conds[j] for _, j in chunk])
-    for w in worlds:
-        w.reset(x0)
-    out = np.empty((len(worlds), steps + 1, x0.shape[0]))
-    out[:, 0] = [w.state() for w in worlds]
-    k = call = 0
-    while k < steps:
-        obs = np.stack([w.observe(r) for w, r in zip(worlds, rngs, strict=True)]).astype(np.float32)
-        _, U = policy.sample(obs, cond, rng=seed + 104729 * call, actions_only=True, ode_steps=ode_steps)
-        call += 1
-        targets = rollout.targets(np.asarray(U, np.float64))
-        n = min(replan_every, steps - k)
-        for i, w in enumerate(worlds):
-            for j in range(n):
-                out[i, k + 1 + j] = w.step(targets[i, j])
-        k += n
-    return out, call
+class _ClosedLoop:
+    """Closed-loop runs of the suite: the policy replans every ``replan_every`` steps from each world's
+    observed state, the conditioning held by ``hold`` (None: unchanged)."""
+
+    def __init__(self, policy, x0, jobs, conds, steps: int, replan_every: int, seed: int, ode_steps, hold):
+        self.policy, self.x0, self.jobs, self.conds = policy, x0, jobs, conds
+        self.steps, self.replan_every, self.seed, self.ode_steps = steps, replan_every, seed, ode_steps
+        self.hold = hold
+
+    def run(self, chunk) -> tuple[np.ndarray, int]:
+        """Run the chunk's (perturbation, job) pairs in lockstep; returns their true states and the calls.
+        Holding measures each world as its sensor reports it (its own noise stream)."""
+        from dynaflow.generate import command_hold
+
+        rollout, x0, steps, seed = self.policy.rollout, self.x0, self.steps, self.seed
+        worlds = [build_world(rollout, _seeded(p, self.jobs[j][2])) for p, j in chunk]
+        keys = [(w.perturbation.seed, j) for w, (_, j) in zip(worlds, chunk, strict=True)]
+        rngs = [np.random.default_rng([seed, ps, j]) for ps, j in keys]
+        sensed = [np.random.default_rng([seed, ps, j, 1]) for ps, j in keys]  # holding's own sensor noise
+        cond = np.stack([self.conds[j] for _, j in chunk])
+        holder = command_hold(self.policy, np.tile(x0, (len(worlds), 1)), self.hold)
+        for w in worlds:
+            w.reset(x0)
+        out = np.empty((len(worlds), steps + 1, x0.shape[0]))
+        out[:, 0] = [w.state() for w in worlds]
+        measured = out.copy()  # what holding measures: the true states through each world's sensor
+        k = call = 0
+        while k < steps:
+            obs = np.stack([w.observe(r) for w, r in zip(worlds, rngs, strict=True)])
+            fed = cond if holder is None else holder.conditioning(cond)
+            _, U = self.policy.sample(
+                obs.astype(np.float32),
+                fed.astype(np.float32),
+                rng=seed + 104729 * call,
+                actions_only=True,
+                ode_steps=self.ode_steps,
+            )
+            call += 1
+            targets = rollout.targets(np.asarray(U, np.float64))
+            n = min(self.replan_every, steps - k)
+            for i, w in enumerate(worlds):
+                for j in range(n):
+                    out[i, k + 1 + j] = w.step(targets[i, j])
+                    measured[i, k + 1 + j] = w.observe(sensed[i])
+            if holder is not None:
+                holder.advance(measured[:, k : k + n + 1], np.repeat(cond[:, None, :3], n, axis=1))
+            k += n
+        return out, call
 
 
 def summarise(cells: list[dict]) -> dict:
-    """Per mode: the fraction of runs upright and on speed, and the median distance ratio, over all cells,
-    per perturbation and per gait; open loop also the distance against the nominal world's."""
+    """Per mode: the fraction of runs upright and on speed, the median distance ratio and the median
+    |heading drift| (rad, at the end), over all cells, per perturbation and per gait; open loop also the
+    distance against the nominal world's."""
     out = {}
     for mode in MODES:
         mine = [c for c in cells if c["mode"] == mode]
@@ -323,11 +354,13 @@ def summarise(cells: list[dict]) -> dict:
 
         def stats(cs):
             ratios = [c["distance_ratio"] for c in cs if c["distance_ratio"] is not None]
+            drift = [abs(c["heading_drift_rad"]) for c in cs if c.get("heading_drift_rad") is not None]
             return {
                 "runs": len(cs),
                 "upright": float(np.mean([c["upright"] for c in cs])),
                 "on_speed": float(np.mean([c["on_speed"] for c in cs])),
                 "distance_ratio_median": float(np.median(ratios)) if ratios else None,
+                "heading_drift_abs_median": float(np.median(drift)) if drift else None,
             }
 
         entry = {"all": stats(mine)}
