@@ -14,6 +14,7 @@ from dynaflow.cli.common import (
     positive_int,
     replacing,
 )
+from dynaflow.cli.generate import add_hold_args, hold_gains
 
 
 def add_parser(sub) -> None:
@@ -68,6 +69,7 @@ def add_parser(sub) -> None:
         default=None,
         help="transfer, closed loop: control steps executed per replan (default: half the horizon)",
     )
+    add_hold_args(p, "transfer, closed loop")
     p.add_argument(
         "--out",
         default="report",
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             replan_every=args.replan_every,
             seed=args.seed,
             ode_steps=args.ode_steps,
+            hold=hold_gains(args),
         )
     out = Path(args.out)
     if out.suffix == ".json":

@@ -60,11 +60,70 @@ def add_parser(sub) -> None:
         help="closed loop: a push on the trunk, FORCE N@TIME s[:DURATION s][/x|-x|y|-y], e.g. 30N@5s "
         "(repeatable)",
     )
+    add_hold_args(p, "closed loop")
     p.add_argument(
         "--out", default="motion.npz", help="output NPZ (states, actions, ...) and a .json summary beside it"
     )
     p.add_argument("--video", default=None, help="also render the motion to this .mp4 or .gif")
     p.set_defaults(func=run)
+
+
+#: ``--hold-*`` flag -> (HoldGains field, help). The defaults are HoldGains' (docs/transfer.md).
+HOLD_FLAGS = {
+    "--hold-heading": ("heading", "rad/s of yaw-rate command per rad of heading error"),
+    "--hold-yaw-rate": ("yaw_rate", "rad/s of yaw-rate command per rad/s of measured yaw-rate error"),
+    "--hold-speed": ("speed", "m/s of vx command per m/s of measured vx error"),
+    "--hold-speed-integral": ("speed_integral", "m/s of vx command per m of accumulated vx error"),
+    "--hold-lateral": ("lateral", "m/s of vy command per m/s of measured vy error"),
+    "--hold-integral-limit": ("integral_limit", "the accumulated vx error is held within ± this (m)"),
+    "--hold-window": ("window", "seconds over which the measured heading and speed are averaged"),
+    "--hold-settle": ("settle", "seconds from the start before speed is corrected"),
+}
+
+
+def _non_negative_float(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+        if not (value >= 0 and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+        return value
+
+    parse.__name__ = flag
+    return parse
+
+
+def add_hold_args(p: argparse.ArgumentParser, where: str) -> None:
+    """``--hold-command/--no-hold-command`` and the holding gains (``--hold-*``, :data:`HOLD_FLAGS`)."""
+    from dataclasses import fields
+
+    from dynaflow.data.conditioning import HoldGains
+
+    p.add_argument(
+        "--hold-command",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"{where}: hold the commanded heading and speed, the conditioning corrected by the measured "
+        "errors at each replan (the default; --no-hold-command feeds the command unchanged)",
+    )
+    defaults = {f.name: f.default for f in fields(HoldGains)}
+    for flag, (name, text) in HOLD_FLAGS.items():
+        p.add_argument(
+            flag, type=_non_negative_float(flag), default=defaults[name], help=f"{where}, holding: {text}"
+        )
+
+
+def hold_gains(args: argparse.Namespace):
+    """The :class:`~dynaflow.data.conditioning.HoldGains` of the flags, or None with --no-hold-command."""
+    from dynaflow.data.conditioning import HoldGains
+
+    if not args.hold_command:
+        return None
+    return HoldGains(
+        **{name: getattr(args, flag[2:].replace("-", "_")) for flag, (name, _) in HOLD_FLAGS.items()}
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         pushes=pushes,
         seed=args.seed,
         ode_steps=args.ode_steps,
+        hold=hold_gains(args),
     )
     summary = result.summary()
     _write(args, out, summary_path, result, summary)
@@ -138,7 +198,8 @@ def _start_state(args: argparse.Namespace, policy):
 
 
 def _write(args: argparse.Namespace, out: Path, summary_path: Path, result, summary: dict) -> None:
-    """The motion NPZ (states, latencies, actions, conditionings, replays) and its .json summary."""
+    """The motion NPZ (states, latencies, actions, conditionings, the held ones, replays) and its .json
+    summary."""
     import numpy as np
 
     from dynaflow.fileio import atomic_write, write_npz
@@ -149,6 +210,8 @@ def _write(args: argparse.Namespace, out: Path, summary_path: Path, result, summ
         arrays["actions"] = result.actions.astype(np.float32)
     if result.cond is not None:
         arrays["conditionings"] = result.cond
+    if result.hold is not None:
+        arrays["conditionings_fed"] = result.cond_fed  # the command as held: what the model was given
     for fid, R in result.replays.items():
         arrays[f"replay_{fid}"] = R.astype(np.float32)
     replacing(out, summary_path)
@@ -169,6 +232,13 @@ def _print_summary(args: argparse.Namespace, policy, result, summary: dict) -> N
         f"{summary['seconds']:.1f} s {mode}: moved {summary['forward_m']:+.2f} m forward, "
         f"{summary['distance_m']:.2f} m in all, upright throughout: {summary['upright']}"
     )
+    if "heading_error_rad" in summary:
+        held = "held" if summary["hold_command"] else "not held (--no-hold-command)"
+        print(
+            f"command {held}: heading error at the end {summary['heading_error_rad']:+.2f} rad; "
+            f"speed after the first second {summary['achieved_speed_mps']:.2f} m/s "
+            f"(commanded {summary['commanded_speed_mps']:.2f})"
+        )
     if "latency_ms_median" in summary:
         print(
             f"sampler: {summary['sampler_calls']} calls, "
