@@ -190,3 +190,28 @@ def test_evaluate_transfer_end_to_end(trained_run, trot_npz, tmp_path, capsys):
     assert (out / "plots" / "transfer.png").stat().st_size > 0
     assert "Transfer, closed loop" in (out / "report.md").read_text()
     assert main([*args, *transfer, "--transfer-worlds", "ice", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_holding_the_command_reduces_the_heading_error(policy):
+    """The suite's closed loop with the command held against fed unchanged, 16 runs of a turn the small
+    trot model under-steers (it turns at about a third of the commanded rate): holding asks for more and
+    ends nearer the commanded heading (median over the last second), every run still upright."""
+    from dynaflow.data.conditioning import HoldGains
+    from dynaflow.evaluate.transfer import transfer_suite
+
+    runs = {}
+    for name, hold in (("off", None), ("on", HoldGains())):
+        res = transfer_suite(
+            policy,
+            commands={"trot": [(0.3, 0.0, -0.3)]},
+            perturbations=(perturbation_by_name("nominal"),),
+            modes=("closed",),
+            seconds=3.0,
+            seeds=16,
+            hold=hold,
+        )
+        assert res["hold"] == (None if hold is None else vars(hold))
+        assert all(c["upright"] for c in res["cells"])
+        runs[name] = np.median([abs(c["heading_drift_last_s_rad"]) for c in res["cells"]])
+        assert res["summary"]["closed"]["all"]["heading_drift_abs_median"] is not None
+    assert runs["on"] < runs["off"] - 0.03, runs
