@@ -133,4 +133,3 @@ def test_the_evaluation_is_planned_inside_the_time_left():
     reduced = settings_for(1.5)
     assert plan_evaluation(reduced, left_s=0.0, speed=0.1) == (reduced, plan_evaluation(reduced, 0.0, 1)[1])
     assert settings_for(20, updates=1000).dynaflow_updates == 1000 == settings_for(20, 1000).state_fm_updates
-
