@@ -123,6 +123,20 @@ def positive_float(flag: str):
     return parse
 
 
+def non_negative_float(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+        if not (value >= 0 and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+        return value
+
+    parse.__name__ = flag
+    return parse
+
+
 def load_policy(args, checkpoint=None):
     from dynaflow.policy import DynaFlowPolicy
 

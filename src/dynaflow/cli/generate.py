@@ -9,6 +9,7 @@ from dynaflow.cli.common import (
     add_checkpoint_args,
     add_command,
     load_policy,
+    non_negative_float,
     npz_output,
     parse_floats,
     positive_float,
@@ -81,20 +82,6 @@ HOLD_FLAGS = {
 }
 
 
-def _non_negative_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-        if not (value >= 0 and value < float("inf")):
-            raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-        return value
-
-    parse.__name__ = flag
-    return parse
-
-
 def add_hold_args(p: argparse.ArgumentParser, where: str) -> None:
     """``--hold-command/--no-hold-command`` and the holding gains (``--hold-*``, :data:`HOLD_FLAGS`)."""
     from dataclasses import fields
@@ -111,7 +98,7 @@ def add_hold_args(p: argparse.ArgumentParser, where: str) -> None:
     defaults = {f.name: f.default for f in fields(HoldGains)}
     for flag, (name, text) in HOLD_FLAGS.items():
         p.add_argument(
-            flag, type=_non_negative_float(flag), default=defaults[name], help=f"{where}, holding: {text}"
+            flag, type=non_negative_float(flag), default=defaults[name], help=f"{where}, holding: {text}"
         )
 
 
