@@ -81,60 +81,38 @@ def add_checkpoint_args(p: argparse.ArgumentParser, many: bool = False, samples:
     p.add_argument("--seed", type=non_negative_int("--seed"), default=0, help="seed of the sampling noise")
 
 
-def positive_int(flag: str):
-    def parse(text: str) -> int:
+def _number(flag: str, convert, what: str, ok, bound: str):
+    """An argparse type for ``flag``: ``convert`` the text (else "expected WHAT"), then ``ok(value)`` (else
+    "expected BOUND", showing an integer as parsed and a float as written)."""
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            shown = value if convert is int else text
+            raise argparse.ArgumentTypeError(f"expected {bound}, got {shown}")
         return value
 
     parse.__name__ = flag
     return parse
+
+
+def positive_int(flag: str):
+    return _number(flag, int, "a positive integer", lambda v: v >= 1, "a positive integer")
 
 
 def non_negative_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-        if not 0 <= value < 2**32:
-            raise argparse.ArgumentTypeError(f"expected an integer in [0, 2^32), got {value}")
-        return value
-
-    parse.__name__ = flag
-    return parse
+    return _number(flag, int, "an integer >= 0", lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)")
 
 
 def positive_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-        if not (np.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-        return value
-
-    parse.__name__ = flag
-    return parse
+    return _number(flag, float, "a number > 0", lambda v: np.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def non_negative_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-        if not (value >= 0 and value < float("inf")):
-            raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-        return value
-
-    parse.__name__ = flag
-    return parse
+    return _number(flag, float, "a number >= 0", lambda v: 0 <= v < float("inf"), "a finite number >= 0")
 
 
 def load_policy(args, checkpoint=None):

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from dynaflow.data import bundled_dataset, load_dataset
+from dynaflow.data.conditioning import COND_DIM
 from dynaflow.demo.progress import StageBar
 from dynaflow.demo.settings import (
-    COND_DIM,
     DEFAULT_BUDGET_MINUTES,
     EXTERNAL_RECIPE,
     REDUCED_BELOW_MINUTES,

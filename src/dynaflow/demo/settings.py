@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from dynaflow.config import PRESETS
-from dynaflow.data.conditioning import COND_DIM  # noqa: F401  (re-exported for the demo's checks)
 from dynaflow.data.sources.gaits import EVAL_COMMANDS
 
 GAIT_COMMANDS = EVAL_COMMANDS  # (vx, vy, yaw rate) per gait
