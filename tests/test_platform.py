@@ -113,6 +113,25 @@ def test_legged_stages_compute_what_mjx_computes_float64(mjx_go2):
 
     mj, m, template, lay = mjx_go2
     assert lay is not None and lay.body.shape == (4, 3)
+
+    @jax.jit
+    def both(qpos, qvel, ctrl):  # one compiled program for the three trials (eager float64 MJX is slow)
+        d = template.replace(qpos=qpos, qvel=qvel, ctrl=ctrl)
+        ref = smooth.crb(m, smooth.com_pos(m, smooth.kinematics(m, d)))
+        ref = constraint.make_constraint(m, collision_driver.collision(m, ref))
+        ref = forward.fwd_actuation(m, forward.fwd_velocity(m, smooth.transmission(m, ref)))
+        expected = {
+            "qpos": ref.qpos,
+            "M": ref._impl.M,
+            "qfrc_smooth": ref.qfrc_passive - ref.qfrc_bias + ref.qfrc_actuator,
+            "efc_J": ref._impl.efc_J,
+            "efc_D": ref._impl.efc_D,
+            "efc_aref": ref._impl.efc_aref,
+        }
+        step = mjx_step_implicit(m, d)
+        ours = legged_step_implicit(m, lay, template, qpos, qvel, ctrl)
+        return legged.smooth(m, lay, qpos, qvel, ctrl), expected, ours, (step.qpos, step.qvel)
+
     rng = np.random.default_rng(3)
     stand = np.array([0.0, 0.9, -1.8] * 4)
     with jax.enable_x64(True):
@@ -125,26 +144,11 @@ def test_legged_stages_compute_what_mjx_computes_float64(mjx_go2):
                 qpos[7:] = np.clip(qpos[7:], mj.jnt_range[1:, 0] - 0.01, mj.jnt_range[1:, 1] + 0.01)
             qvel = rng.normal(0, 1.0, 18) * (trial != 2)  # trial 2: at rest (zero angular velocity)
             ctrl = stand + rng.normal(0, 0.5, 12)
-            qpos, qvel, ctrl = (jnp.asarray(v) for v in (qpos, qvel, ctrl))
-            d = template.replace(qpos=qpos, qvel=qvel, ctrl=ctrl)
-            ref = smooth.crb(m, smooth.com_pos(m, smooth.kinematics(m, d)))
-            ref = constraint.make_constraint(m, collision_driver.collision(m, ref))
-            ref = forward.fwd_actuation(m, forward.fwd_velocity(m, smooth.transmission(m, ref)))
-            s = legged.smooth(m, lay, qpos, qvel, ctrl)
-            expected = {
-                "qpos": ref.qpos,
-                "M": ref._impl.M,
-                "qfrc_smooth": ref.qfrc_passive - ref.qfrc_bias + ref.qfrc_actuator,
-                "efc_J": ref._impl.efc_J,
-                "efc_D": ref._impl.efc_D,
-                "efc_aref": ref._impl.efc_aref,
-            }
+            s, expected, (qp, qv), (qp_ref, qv_ref) = both(*(jnp.asarray(v) for v in (qpos, qvel, ctrl)))
             for key, want in expected.items():
                 np.testing.assert_allclose(s[key], want, rtol=1e-10, atol=1e-10, err_msg=key)
-            step = mjx_step_implicit(m, d)
-            qp, qv = legged_step_implicit(m, lay, template, qpos, qvel, ctrl)
-            np.testing.assert_allclose(qp, step.qpos, atol=1e-11)
-            np.testing.assert_allclose(qv, step.qvel, atol=1e-9)
+            np.testing.assert_allclose(qp, qp_ref, atol=1e-11)
+            np.testing.assert_allclose(qv, qv_ref, atol=1e-9)
 
 
 def test_legged_layout_refuses_other_shapes():
