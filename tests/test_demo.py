@@ -45,7 +45,10 @@ def test_demo_writes_a_complete_report(demo_dir, capsys):
     assert 0 <= summary["metrics"]["dynaflow"]["transfer_closed_upright"] <= 1
     for png in ("joints", "base", "contacts", "long_horizon", "sae_over_horizon", "transfer"):
         assert (demo_dir / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "walk_check" in summary and "passed" in summary["walk_check"]
+    w = summary["walk_check"]  # closed loop in the reference simulator, command held
+    assert w["how"].startswith("closed loop in MuJoCo C (reference solver)") and w["seconds"] > 0
+    assert w["passed"] == (w["upright"] and w["forward_m"] >= 0.5 * w["commanded_forward_m"])
+    assert {"replay_same_upright", "replay_reference_forward_m"} <= set(w["open_loop"])
 
 
 def test_generate_closed_loop_with_a_push_and_a_video(demo_dir, tmp_path, capsys):

@@ -301,9 +301,9 @@ def test_kill_storm_ends_with_the_uninterrupted_weights(small_config, tmp_path):
     the uninterrupted run bit for bit, and after every kill each checkpoint on disk loads. `last` is saved
     by time after nearly every update (--save-every-minutes 0.002), so most resumes start mid-epoch.
 
-    The storm trains `state-fm`: what it checks (the loop's saves, restores and log) is the same code for every
-    method, and each of its six processes then starts in a third of DynaFlow's time (no MJX step to trace).
-    DynaFlow's own resume is exact by test_train.py's resume tests, in one process and in two."""
+    The storm trains `state-fm`: what it checks (the loop's saves, restores and log) is the same code for
+    every method, and each of its six processes then starts in a third of DynaFlow's time (no MJX step to
+    trace). DynaFlow's own resume is exact by test_train.py's resume tests, in one process and in two."""
     cfg = small_config(
         method="state-fm", epochs=5, steps_per_epoch=6, val_windows=16, save_interval=2, log_every=1
     )

@@ -9,7 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dynaflow.demo.progress import StageBar
-from dynaflow.demo.settings import CPU, GAIT_COMMANDS, MAX_CLIP_VIDEOS, TRANSFER_VIDEO, DemoSettings
+from dynaflow.demo.settings import (
+    CPU,
+    GAIT_COMMANDS,
+    MAX_CLIP_VIDEOS,
+    TRANSFER_VIDEO,
+    WALK_CHECK,
+    WALK_FRACTION,
+    DemoSettings,
+)
 
 
 def train_method(
@@ -165,6 +173,42 @@ def generate_gaits(
             videos[gait] = str(path.relative_to(out))
         bar.update((i + 1) / len(jobs), f"{gait} {command[0]:.1f} m/s")
     return rows, videos, plans
+
+
+def walk_check(policy, settings: DemoSettings, seed: int, open_row: dict) -> dict:
+    """The demo's walk check: :data:`WALK_CHECK` run ``settings.seconds`` closed loop from a settled stand
+    in MuJoCo C with the reference solver, replanning every half horizon from the measured state with the
+    command held (the way a robot runs the model). Passed: upright throughout and at least
+    :data:`WALK_FRACTION` of the commanded distance forward. ``open_row`` (the same command generated open
+    loop, from :func:`generate_gaits`) is kept beside it for information."""
+    from dynaflow.data.sources.gaits import start_state
+    from dynaflow.generate import Segment, rollout_long
+
+    gait, command = WALK_CHECK
+    res = rollout_long(
+        policy,
+        start_state(policy.rollout),
+        Segment(gait, command, settings.seconds).cond(),
+        seconds=settings.seconds,
+        closed_loop=True,
+        fidelity="reference",
+        seed=seed,
+    )
+    s = res.summary()
+    commanded = command[0] * s["seconds"]
+    return {
+        "gait": gait,
+        "command": list(command),
+        "seconds": s["seconds"],
+        "how": "closed loop in MuJoCo C (reference solver), replanning every half horizon, command held",
+        "commanded_forward_m": commanded,
+        "forward_m": s["forward_m"],
+        "upright": s["upright"],
+        "achieved_speed_mps": s.get("achieved_speed_mps"),
+        "heading_error_rad": s.get("heading_error_rad"),
+        "passed": bool(s["upright"]) and s["forward_m"] >= WALK_FRACTION * commanded,
+        "open_loop": {k: v for k, v in open_row.items() if k.startswith(("replay_", "generated_"))},
+    }
 
 
 def run_transfer(

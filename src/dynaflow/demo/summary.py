@@ -72,9 +72,9 @@ def print_summary(summary: dict, out: Path) -> None:
         )
     if w is not None:
         print(
-            f"  walk check (trot 0.5 m/s, {w['seconds']:.0f} s, replayed open loop in MuJoCo C): "
-            f"{w['replay_same_forward_m']:.2f} m forward of {w['commanded_forward_m']:.2f} m commanded, "
-            f"upright {w['replay_same_upright']} -> {'PASSED' if w['passed'] else 'FAILED'}"
+            f"  walk check (trot 0.5 m/s, {w['seconds']:.0f} s, closed loop in MuJoCo C, reference solver, "
+            f"command held): {w['forward_m']:.2f} m forward of {w['commanded_forward_m']:.2f} m commanded, "
+            f"upright {w['upright']} -> {'PASSED' if w['passed'] else 'FAILED'}"
         )
     clips = summary.get("clips")
     if clips is not None:
