@@ -1,0 +1,163 @@
+"""Which of Φ's solver settings do open-loop plans depend on? (issue 27: bound and pace fall or slow open loop
+in the reference simulator.)
+
+    python benchmarks/solver_gap.py [--checkpoint RUN] [--seeds 8] [--seconds 10] [--noise SIGMA]
+        [--gaits trot pace bound pronk] [--json out.json]
+
+Open-loop action sequences are replayed in MuJoCo C (float64) under Φ's own options ("same") and then with
+one setting at a time changed to the converged reference simulator's
+(:func:`dynaflow.physics.replay.use_reference_solver`), and with all of them ("reference"):
+
+* ``elliptic``: the elliptic friction cone instead of Φ's pyramidal one;
+* ``dt``: the reference's physics step (2 ms, 10 substeps) instead of Φ's 5 ms (4 substeps);
+* ``iterations``: a converged Newton solve (100 iterations, tight tolerances) instead of Φ's single one;
+* ``warm start``: the solver warm-started from the last step's solution (Φ starts it cold).
+
+The sequences are the bundled gait data's recorded actions (each 4 s episode; the gait library's
+controller made them in MuJoCo C with Φ's options), and with ``--checkpoint`` a model's own plans: 10 s
+chained open loop from a settled stand at each gait's evaluation commands. For each gait and setting it
+prints the share of runs that stay upright and the median distance covered as a fraction of the plan's own
+(Φ's states). A setting that alone turns a plan over is what the plan relies on. ``--noise`` adds Gaussian
+noise of that size (in action units) to every action first: a plan that is merely sensitive to small errors
+fails under Φ's own options too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+
+import mujoco
+import numpy as np
+
+from dynaflow import create_go2_rollout
+from dynaflow.data import bundled_dataset, load_dataset
+from dynaflow.data.conditioning import GAITS
+from dynaflow.physics.replay import stays_up, use_reference_solver
+
+SETTINGS = ("same", "elliptic", "dt", "iterations", "warm start", "reference")
+
+
+def solver(rollout, setting: str) -> tuple[mujoco.MjModel, int]:
+    """Φ's model with ``setting`` changed to the reference simulator's; its physics steps per control step."""
+    ref = copy.deepcopy(rollout.mj_model)
+    n_ref = use_reference_solver(ref, rollout)
+    if setting == "reference":
+        return ref, n_ref
+    m, n = copy.deepcopy(rollout.mj_model), rollout.n_substeps
+    if setting == "elliptic":
+        m.opt.cone = ref.opt.cone
+    elif setting == "dt":
+        m.opt.timestep, n = ref.opt.timestep, n_ref
+    elif setting == "iterations":
+        for name in ("iterations", "ls_iterations", "tolerance", "ls_tolerance"):
+            setattr(m.opt, name, getattr(ref.opt, name))
+    elif setting == "warm start":
+        m.opt.disableflags = ref.opt.disableflags
+    elif setting != "same":
+        raise ValueError(f"setting: expected one of {', '.join(SETTINGS)}, got {setting!r}")
+    return m, n
+
+
+def replay(rollout, model: mujoco.MjModel, n_sub: int, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """The rollout's control law (PD targets held for ``n_sub`` steps) in ``model`` from ``x0``: states."""
+    nq = model.nq
+    data = mujoco.MjData(model)
+    data.qpos[:], data.qvel[:] = x0[:nq], x0[nq:]
+    data.qpos[3:7] /= np.linalg.norm(data.qpos[3:7])
+    mujoco.mj_forward(model, data)
+    out = [np.concatenate([data.qpos, data.qvel])]
+    for target in rollout.targets(np.asarray(U, np.float64)):
+        data.ctrl[:] = target
+        mujoco.mj_step(model, data, nstep=n_sub)
+        out.append(np.concatenate([data.qpos, data.qvel]))
+    return np.asarray(out)
+
+
+def score(rollout, runs: list[tuple[np.ndarray, np.ndarray]], noise: float = 0.0) -> dict[str, dict]:
+    """For each setting: upright share and median distance ratio (replay / plan) of ``runs`` (X, U), each
+    action with Gaussian ``noise`` added (the same draw for every setting)."""
+    rng = np.random.default_rng(0)
+    runs = [(X, U + noise * rng.standard_normal(U.shape)) for X, U in runs]
+    out = {}
+    for setting in SETTINGS:
+        model, n_sub = solver(rollout, setting)
+        up, ratio = [], []
+        for X, U in runs:
+            R = replay(rollout, model, n_sub, X[0], U)
+            up.append(bool(stays_up(R)))
+            planned = X[-1, 0] - X[0, 0]
+            ratio.append((R[-1, 0] - R[0, 0]) / planned if abs(planned) > 0.2 else np.nan)
+        med = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
+        out[setting] = {"runs": len(runs), "upright": float(np.mean(up)), "distance_ratio_median": med}
+    return out
+
+
+def data_runs(gait: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The bundled data's episodes of ``gait``: (states, recorded actions)."""
+    ds = load_dataset(bundled_dataset())
+    idx = np.where(ds.conditionings[:, 0, 3 + GAITS.index(gait)] > 0.5)[0]
+    return [(ds.states[i].astype(np.float64), ds.actions[i].astype(np.float64)) for i in idx]
+
+
+def model_runs(policy, gait: str, seeds: int, seconds: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A model's 10 s chained open-loop plans of ``gait`` at its evaluation commands, one per seed."""
+    from dynaflow.data.sources.gaits import EVAL_COMMANDS, start_state
+    from dynaflow.generate import Segment, rollout_long
+
+    x0 = start_state(policy.rollout)
+    runs = []
+    for command in EVAL_COMMANDS[gait]:
+        cond = Segment(gait, command, seconds).cond()
+        for seed in range(seeds):
+            res = rollout_long(policy, x0, cond, seconds=seconds, seed=seed, replay=False)
+            runs.append((np.asarray(res.states, np.float64), np.asarray(res.actions, np.float64)))
+    return runs
+
+
+def print_table(label: str, table: dict[str, dict[str, dict]]) -> None:
+    print(f"\n{label}: upright share / median distance as a fraction of the plan's")
+    print(f"{'gait':8s}" + "".join(f"{s:>18s}" for s in SETTINGS))
+    for gait, row in table.items():
+        cells = []
+        for s in SETTINGS:
+            c = row[s]
+            d = "n/a" if c["distance_ratio_median"] is None else f"{c['distance_ratio_median']:.2f}"
+            cells.append(f"{c['upright']:.2f} / {d}")
+        print(f"{gait:8s}" + "".join(f"{c:>18s}" for c in cells), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", help="also a model's own open-loop plans (a run directory or checkpoint)")
+    p.add_argument("--seeds", type=int, default=8, help="plans per command with --checkpoint")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of a model's plans")
+    p.add_argument("--gaits", nargs="+", default=list(GAITS), choices=list(GAITS))
+    p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise added to every action first")
+    p.add_argument("--json", help="write the tables here")
+    args = p.parse_args()
+    rollout = create_go2_rollout()
+    t0 = time.perf_counter()
+    result = {"machine": platform.platform(), "settings": list(SETTINGS), "noise": args.noise}
+    result["data"] = {g: score(rollout, data_runs(g), args.noise) for g in args.gaits}
+    noisy = f", action noise {args.noise:g}" if args.noise else ""
+    print_table(f"bundled data, recorded actions (4 s episodes{noisy})", result["data"])
+    if args.checkpoint:
+        from dynaflow.policy import DynaFlowPolicy
+
+        policy = DynaFlowPolicy.from_checkpoint(args.checkpoint, rollout=rollout)
+        plans = {g: model_runs(policy, g, args.seeds, args.seconds) for g in args.gaits}
+        result["model"] = {g: score(rollout, runs, args.noise) for g, runs in plans.items()}
+        label = f"{args.checkpoint}: {args.seconds:g} s open-loop plans, {args.seeds} seeds/command{noisy}"
+        print_table(label, result["model"])
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
