@@ -17,7 +17,12 @@ The sequences are the bundled gait data's recorded actions (each 4 s episode; th
 controller made them in MuJoCo C with Φ's options), and with ``--checkpoint`` a model's own plans: 10 s
 chained open loop from a settled stand at each gait's evaluation commands. For each gait and setting it
 prints the share of runs that stay upright and the median distance covered as a fraction of the plan's own
-(Φ's states). A setting that alone turns a plan over is what the plan relies on. ``--noise`` adds Gaussian
+(Φ's states). A setting that alone turns a plan over is what the plan relies on.
+
+The other direction (``--library N``, default 12): the gait library's controller makes N episodes of 4 s
+per gait under Φ's options with settings changed (:data:`MAKERS`), and their recorded actions are replayed
+open loop in the reference simulator: which contact solve makes demonstrations that transfer.
+``--noise`` adds Gaussian
 noise of that size (in action units) to every action first: a plan that is merely sensitive to small errors
 fails under Φ's own options too.
 """
@@ -39,26 +44,30 @@ from dynaflow.data.conditioning import GAITS
 from dynaflow.physics.replay import stays_up, use_reference_solver
 
 SETTINGS = ("same", "elliptic", "dt", "iterations", "warm start", "reference")
+#: Φ's options with these settings changed to the reference's (Φ's 5 ms step kept), for --library.
+MAKERS = ("same", "warm start", "elliptic", "iterations", "iterations+elliptic")
 
 
 def solver(rollout, setting: str) -> tuple[mujoco.MjModel, int]:
-    """Φ's model with ``setting`` changed to the reference simulator's; its physics steps per control step."""
+    """Φ's model with ``setting`` (one of :data:`SETTINGS`, or several joined by ``+``) changed to the
+    reference simulator's; its physics steps per control step."""
     ref = copy.deepcopy(rollout.mj_model)
     n_ref = use_reference_solver(ref, rollout)
     if setting == "reference":
         return ref, n_ref
     m, n = copy.deepcopy(rollout.mj_model), rollout.n_substeps
-    if setting == "elliptic":
-        m.opt.cone = ref.opt.cone
-    elif setting == "dt":
-        m.opt.timestep, n = ref.opt.timestep, n_ref
-    elif setting == "iterations":
-        for name in ("iterations", "ls_iterations", "tolerance", "ls_tolerance"):
-            setattr(m.opt, name, getattr(ref.opt, name))
-    elif setting == "warm start":
-        m.opt.disableflags = ref.opt.disableflags
-    elif setting != "same":
-        raise ValueError(f"setting: expected one of {', '.join(SETTINGS)}, got {setting!r}")
+    for part in setting.split("+"):
+        if part == "elliptic":
+            m.opt.cone = ref.opt.cone
+        elif part == "dt":
+            m.opt.timestep, n = ref.opt.timestep, n_ref
+        elif part == "iterations":
+            for name in ("iterations", "ls_iterations", "tolerance", "ls_tolerance"):
+                setattr(m.opt, name, getattr(ref.opt, name))
+        elif part == "warm start":
+            m.opt.disableflags = ref.opt.disableflags
+        elif part != "same":
+            raise ValueError(f"setting: expected one of {', '.join(SETTINGS)}, got {setting!r}")
     return m, n
 
 
@@ -103,6 +112,29 @@ def data_runs(gait: str) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(ds.states[i].astype(np.float64), ds.actions[i].astype(np.float64)) for i in idx]
 
 
+def library_transfer(rollout, maker: str, gait: str, episodes: int) -> dict:
+    """The gait library's episodes of ``gait`` made under Φ with ``maker`` changed, replayed open loop in
+    the reference simulator: upright share and median distance ratio."""
+    from dynaflow.data.sources.gaits import episode_ok, sample_command, simulate_episode, start_state
+
+    made = copy.copy(rollout)
+    object.__setattr__(made, "mj_model", solver(rollout, maker)[0])  # n_substeps kept: Φ's 5 ms step
+    ref, n_ref = solver(rollout, "reference")
+    x0, rng = start_state(made), np.random.default_rng(1)
+    kept, up, ratio = 0, [], []
+    for _ in range(episodes):
+        X, U, _ = simulate_episode(made, gait, sample_command(rng, gait), 200, x0)
+        if not episode_ok(X):
+            continue
+        kept += 1
+        R = replay(rollout, ref, n_ref, X[0], U)
+        up.append(bool(stays_up(R)))
+        planned = X[-1, 0] - X[0, 0]
+        ratio.append((R[-1, 0] - R[0, 0]) / planned if abs(planned) > 0.2 else np.nan)
+    med = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
+    return {"runs": kept, "upright": float(np.mean(up)) if up else None, "distance_ratio_median": med}
+
+
 def model_runs(policy, gait: str, seeds: int, seconds: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """A model's 10 s chained open-loop plans of ``gait`` at its evaluation commands, one per seed."""
     from dynaflow.data.sources.gaits import EVAL_COMMANDS, start_state
@@ -118,16 +150,17 @@ def model_runs(policy, gait: str, seeds: int, seconds: float) -> list[tuple[np.n
     return runs
 
 
-def print_table(label: str, table: dict[str, dict[str, dict]]) -> None:
+def print_table(label: str, table: dict[str, dict[str, dict]], columns=SETTINGS) -> None:
     print(f"\n{label}: upright share / median distance as a fraction of the plan's")
-    print(f"{'gait':8s}" + "".join(f"{s:>18s}" for s in SETTINGS))
+    print(f"{'gait':8s}" + "".join(f"{s:>22s}" for s in columns))
     for gait, row in table.items():
         cells = []
-        for s in SETTINGS:
+        for s in columns:
             c = row[s]
             d = "n/a" if c["distance_ratio_median"] is None else f"{c['distance_ratio_median']:.2f}"
-            cells.append(f"{c['upright']:.2f} / {d}")
-        print(f"{gait:8s}" + "".join(f"{c:>18s}" for c in cells), flush=True)
+            u = "n/a" if c["upright"] is None else f"{c['upright']:.2f}"
+            cells.append(f"{u} / {d}")
+        print(f"{gait:8s}" + "".join(f"{c:>22s}" for c in cells), flush=True)
 
 
 def main() -> None:
@@ -136,6 +169,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=8, help="plans per command with --checkpoint")
     p.add_argument("--seconds", type=float, default=10.0, help="length of a model's plans")
     p.add_argument("--gaits", nargs="+", default=list(GAITS), choices=list(GAITS))
+    p.add_argument(
+        "--library", type=int, default=12, help="gait-library episodes per gait and maker (0: skip)"
+    )
     p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise added to every action first")
     p.add_argument("--json", help="write the tables here")
     args = p.parse_args()
@@ -145,6 +181,14 @@ def main() -> None:
     result["data"] = {g: score(rollout, data_runs(g), args.noise) for g in args.gaits}
     noisy = f", action noise {args.noise:g}" if args.noise else ""
     print_table(f"bundled data, recorded actions (4 s episodes{noisy})", result["data"])
+    if args.library:
+        made = {g: {m: library_transfer(rollout, m, g, args.library) for m in MAKERS} for g in args.gaits}
+        result["library"] = made
+        print_table(
+            "gait-library episodes made under Φ with (column) changed, replayed in the reference",
+            made,
+            MAKERS,
+        )
     if args.checkpoint:
         from dynaflow.policy import DynaFlowPolicy
 
