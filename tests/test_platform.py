@@ -135,12 +135,13 @@ def test_legged_stages_compute_what_mjx_computes_float64(mjx_go2):
     rng = np.random.default_rng(3)
     stand = np.array([0.0, 0.9, -1.8] * 4)
     with jax.enable_x64(True):
-        for trial in range(3):  # feet in and out of contact; joints at their limits; and at rest there
+        # feet in and out of contact (trials 0 and 3); joints at their limits (1, 2); and at rest there (2)
+        for trial in range(4):
             qpos = np.array(mj.qpos0, float)
             qpos[2] = rng.uniform(0.22, 0.27)  # feet in and out of the floor
             qpos[3:7] = (np.array([1.0, 0, 0, 0]) + rng.normal(0, 0.15, 4)) * rng.uniform(0.9, 1.1)
             qpos[7:] = stand + rng.normal(0, 0.5, 12)
-            if trial:  # joints at and past their limits
+            if trial in (1, 2):  # joints at and past their limits
                 qpos[7:] = np.clip(qpos[7:], mj.jnt_range[1:, 0] - 0.01, mj.jnt_range[1:, 1] + 0.01)
             qvel = rng.normal(0, 1.0, 18) * (trial != 2)  # trial 2: at rest (zero angular velocity)
             ctrl = stand + rng.normal(0, 0.5, 12)

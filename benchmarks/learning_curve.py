@@ -1,0 +1,103 @@
+"""A learning curve on clips (issue 26, item 1): how a model's own motion changes with updates.
+
+    dynaflow train --data clips.npz --preset cpu --std-floor physical --trunk-loss window --chain 2 \\
+        --rest-starts 0.25 --ease-in 0.5 --val-fraction 0 --steps-per-epoch 250 --save-interval 2 \\
+        --max-steps 4000 --save-dir RUN
+    python benchmarks/learning_curve.py --data clips.npz RUN/epoch_0002 RUN/epoch_0004 RUN/epoch_0008 ...
+
+For every checkpoint, clip and seed: 10 s chained open loop from a settled stand under the clip's own
+conditioning, scored on **Φ's own states** (the generated motion, no replay) by
+:func:`dynaflow.evaluate.clips.clip_figures`: whether it stays upright and when it falls, the heading-frame
+speed against the clip's, and the joint style error against standing still's. Prints one row per
+checkpoint (the updates it was trained for, then medians over clips and seeds) and ``--json`` writes every
+cell. The updates come from each checkpoint's own step, so a resumed run's checkpoints line up too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+
+from dynaflow.checkpoint import load_checkpoint
+from dynaflow.data import load_dataset
+from dynaflow.data.sources.gaits import start_state
+from dynaflow.evaluate.clips import clip_figures, clips_of, read_summary
+from dynaflow.generate import rollout_long
+from dynaflow.policy import DynaFlowPolicy
+from dynaflow.runtime import enable_compilation_cache
+
+
+def score(policy, clips, seconds: float, seeds: int) -> list[dict]:
+    """Every clip × seed: the figures of Φ's own chained motion from the settled stand."""
+    x0, dt = start_state(policy.rollout), policy.rollout.ctrl_dt
+    cells = []
+    for clip in clips:
+        for s in range(seeds):
+            res = rollout_long(policy, x0, clip.cond, seconds=seconds, seed=s, replay=False)
+            cells.append({"clip": clip.name, "seed": s, **clip_figures(res.states, clip, x0, dt)})
+    return cells
+
+
+def summary(cells: list[dict], seconds: float) -> dict:
+    """Medians over the cells: time up (a run that stays up counts its whole length), speed ratio, style."""
+
+    def median(key):
+        v = [c[key] for c in cells if c[key] is not None]
+        return float(np.median(v)) if v else None
+
+    up = [seconds if c["fell_at_s"] is None else c["fell_at_s"] for c in cells]
+    moving = [c for c in cells if c["speed_ok"] is not None]
+    return {
+        "runs": len(cells),
+        "upright": float(np.mean([c["upright"] for c in cells])),
+        "time_up_s_median": float(np.median(up)),
+        "speed_ratio_median": median("speed_ratio"),
+        "speed_ok": float(np.mean([c["speed_ok"] for c in moving])) if moving else None,
+        "style_ratio_median": median("style_ratio"),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", help="checkpoints of one run, in any order")
+    p.add_argument("--data", required=True, help="the clips NPZ the run trained on")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--max-clips", type=int, default=8, help="evenly spaced episodes of a larger dataset")
+    p.add_argument("--json", help="write every cell and summary here")
+    args = p.parse_args()
+    enable_compilation_cache()
+    clips = clips_of(load_dataset(args.data), read_summary(args.data), args.max_clips)
+    print(f"{platform.machine()}, {len(clips)} clips of {args.data}, {args.seconds:g} s, {args.seeds} seeds")
+    head = ("updates", 8), ("upright", 8), ("time up", 8), ("speed/clip", 11), ("speed ok", 9), ("style", 6)
+    print(" ".join(f"{name:>{width}s}" for name, width in head))
+    rows = []
+    order = sorted(args.checkpoints, key=lambda c: load_checkpoint(c)["step"])
+    for ckpt in order:
+        t0 = time.perf_counter()
+        policy = DynaFlowPolicy.from_checkpoint(ckpt)
+        cells = score(policy, clips, args.seconds, args.seeds)
+        updates = int(load_checkpoint(ckpt)["step"])
+        s = {"checkpoint": ckpt, "updates": updates, **summary(cells, args.seconds)}
+        rows.append({**s, "cells": cells})
+
+        def f(v, fmt):
+            return "n/a" if v is None else format(v, fmt)
+
+        print(
+            f"{s['updates']:8d} {100 * s['upright']:7.0f}% {s['time_up_s_median']:7.1f}s "
+            f"{f(s['speed_ratio_median'], '.2f'):>11s} {f(s['speed_ok'], '.0%'):>9s} "
+            f"{f(s['style_ratio_median'], '.2f'):>6s}   ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"data": args.data, "seconds": args.seconds, "seeds": args.seeds, "rows": rows}, fh)
+
+
+if __name__ == "__main__":
+    main()
