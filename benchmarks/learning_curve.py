@@ -15,20 +15,17 @@ cell. The updates come from each checkpoint's own step, so a resumed run's check
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import time
 
 import numpy as np
+from mocap import clip_command  # benchmarks/mocap.py, beside this script
 
 from dynaflow.checkpoint import load_checkpoint
-from dynaflow.data import load_dataset
 from dynaflow.data.sources.gaits import start_state
-from dynaflow.evaluate.clips import clip_figures, clips_of, read_summary
+from dynaflow.evaluate.clips import clip_figures
 from dynaflow.generate import rollout_long
 from dynaflow.policy import DynaFlowPolicy
-from dynaflow.runtime import enable_compilation_cache
 
 
 def score(policy, clips, seconds: float, seeds: int) -> list[dict]:
@@ -62,17 +59,7 @@ def summary(cells: list[dict], seconds: float) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", help="checkpoints of one run, in any order")
-    p.add_argument("--data", required=True, help="the clips NPZ the run trained on")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--max-clips", type=int, default=8, help="evenly spaced episodes of a larger dataset")
-    p.add_argument("--json", help="write every cell and summary here")
-    args = p.parse_args()
-    enable_compilation_cache()
-    clips = clips_of(load_dataset(args.data), read_summary(args.data), args.max_clips)
-    print(f"{platform.machine()}, {len(clips)} clips of {args.data}, {args.seconds:g} s, {args.seeds} seeds")
+    args, clips = clip_command(__doc__, "checkpoints", "checkpoints of one run, in any order")
     head = ("updates", 8), ("upright", 8), ("time up", 8), ("speed/clip", 11), ("speed ok", 9), ("style", 6)
     print(" ".join(f"{name:>{width}s}" for name, width in head))
     rows = []

@@ -26,9 +26,11 @@ from dynaflow.policy import DynaFlowPolicy
 from dynaflow.runtime import enable_compilation_cache
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="checkpoints or run directories")
+def clip_command(doc: str, runs: str, runs_help: str) -> tuple[argparse.Namespace, list]:
+    """The command line of a script that scores runs on a clips NPZ (this one and ``learning_curve.py``):
+    its arguments, and the clips of ``--data`` (at most ``--max-clips``), the compilation cache on."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(runs, nargs="+", help=runs_help)
     p.add_argument("--data", required=True, help="the clips NPZ the runs were trained on")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--seeds", type=int, default=2)
@@ -36,9 +38,13 @@ def main() -> None:
     p.add_argument("--json", help="write every cell and summary here")
     args = p.parse_args()
     enable_compilation_cache()
-    ds = load_dataset(args.data)
-    clips = clips_of(ds, read_summary(args.data), args.max_clips)
+    clips = clips_of(load_dataset(args.data), read_summary(args.data), args.max_clips)
     print(f"{platform.machine()}, {len(clips)} clips of {args.data}, {args.seconds:g} s, {args.seeds} seeds")
+    return args, clips
+
+
+def main() -> None:
+    args, clips = clip_command(__doc__, "runs", "checkpoints or run directories")
     out = {}
     for run in args.runs:
         policy = DynaFlowPolicy.from_checkpoint(run)
