@@ -41,7 +41,7 @@ import numpy as np
 from dynaflow import create_go2_rollout
 from dynaflow.data import bundled_dataset, load_dataset
 from dynaflow.data.conditioning import GAITS
-from dynaflow.physics.replay import stays_up, use_reference_solver
+from dynaflow.physics.replay import replay_in_model, stays_up, use_reference_solver
 
 SETTINGS = ("same", "elliptic", "dt", "iterations", "warm start", "reference")
 #: Φ's options with these settings changed to the reference's (Φ's 5 ms step kept), for --library.
@@ -71,38 +71,25 @@ def solver(rollout, setting: str) -> tuple[mujoco.MjModel, int]:
     return m, n
 
 
-def replay(rollout, model: mujoco.MjModel, n_sub: int, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
-    """The rollout's control law (PD targets held for ``n_sub`` steps) in ``model`` from ``x0``: states."""
-    nq = model.nq
-    data = mujoco.MjData(model)
-    data.qpos[:], data.qvel[:] = x0[:nq], x0[nq:]
-    data.qpos[3:7] /= np.linalg.norm(data.qpos[3:7])
-    mujoco.mj_forward(model, data)
-    out = [np.concatenate([data.qpos, data.qvel])]
-    for target in rollout.targets(np.asarray(U, np.float64)):
-        data.ctrl[:] = target
-        mujoco.mj_step(model, data, nstep=n_sub)
-        out.append(np.concatenate([data.qpos, data.qvel]))
-    return np.asarray(out)
+def replayed(rollout, model: mujoco.MjModel, n_sub: int, runs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """``runs`` (X, U) replayed open loop in ``model`` from each X[0]: the share upright and the median
+    distance covered as a fraction of the plan's own (runs that move under 0.2 m are left out of it)."""
+    up, ratio = [], []
+    for X, U in runs:
+        R = replay_in_model(rollout, model, n_sub, X[0], U)
+        up.append(bool(stays_up(R)))
+        planned = X[-1, 0] - X[0, 0]
+        ratio.append((R[-1, 0] - R[0, 0]) / planned if abs(planned) > 0.2 else np.nan)
+    med = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
+    return {"runs": len(runs), "upright": float(np.mean(up)) if up else None, "distance_ratio_median": med}
 
 
 def score(rollout, runs: list[tuple[np.ndarray, np.ndarray]], noise: float = 0.0) -> dict[str, dict]:
-    """For each setting: upright share and median distance ratio (replay / plan) of ``runs`` (X, U), each
-    action with Gaussian ``noise`` added (the same draw for every setting)."""
+    """For each setting, :func:`replayed` of ``runs`` (X, U), each action with Gaussian ``noise`` added
+    (the same draw for every setting)."""
     rng = np.random.default_rng(0)
     runs = [(X, U + noise * rng.standard_normal(U.shape)) for X, U in runs]
-    out = {}
-    for setting in SETTINGS:
-        model, n_sub = solver(rollout, setting)
-        up, ratio = [], []
-        for X, U in runs:
-            R = replay(rollout, model, n_sub, X[0], U)
-            up.append(bool(stays_up(R)))
-            planned = X[-1, 0] - X[0, 0]
-            ratio.append((R[-1, 0] - R[0, 0]) / planned if abs(planned) > 0.2 else np.nan)
-        med = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
-        out[setting] = {"runs": len(runs), "upright": float(np.mean(up)), "distance_ratio_median": med}
-    return out
+    return {setting: replayed(rollout, *solver(rollout, setting), runs) for setting in SETTINGS}
 
 
 def data_runs(gait: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -119,20 +106,13 @@ def library_transfer(rollout, maker: str, gait: str, episodes: int) -> dict:
 
     made = copy.copy(rollout)
     object.__setattr__(made, "mj_model", solver(rollout, maker)[0])  # n_substeps kept: Φ's 5 ms step
-    ref, n_ref = solver(rollout, "reference")
     x0, rng = start_state(made), np.random.default_rng(1)
-    kept, up, ratio = 0, [], []
+    runs = []
     for _ in range(episodes):
         X, U, _ = simulate_episode(made, gait, sample_command(rng, gait), 200, x0)
-        if not episode_ok(X):
-            continue
-        kept += 1
-        R = replay(rollout, ref, n_ref, X[0], U)
-        up.append(bool(stays_up(R)))
-        planned = X[-1, 0] - X[0, 0]
-        ratio.append((R[-1, 0] - R[0, 0]) / planned if abs(planned) > 0.2 else np.nan)
-    med = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
-    return {"runs": kept, "upright": float(np.mean(up)) if up else None, "distance_ratio_median": med}
+        if episode_ok(X):
+            runs.append((X, U))
+    return replayed(rollout, *solver(rollout, "reference"), runs)
 
 
 def model_runs(policy, gait: str, seeds: int, seconds: float) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -59,15 +59,21 @@ def replay_in_mujoco(
     """
     if fidelity not in ("same", "reference"):
         raise ValueError(f"fidelity: expected 'same' or 'reference', got {fidelity!r}")
+    if fidelity == "same":
+        model, n_sub = rollout.mj_model, rollout.n_substeps
+    else:
+        model, n_sub = reference_model(rollout)
+    return replay_in_model(rollout, model, n_sub, x0, U)
+
+
+def replay_in_model(rollout: Rollout, model: mujoco.MjModel, n_sub: int, x0, U) -> np.ndarray:
+    """:func:`replay_in_mujoco` in a given ``model`` (e.g. the rollout's with some solver options changed,
+    ``benchmarks/solver_gap.py``), each control step held for ``n_sub`` physics steps."""
     x0 = np.asarray(x0, dtype=np.float64)
     U = np.asarray(U, dtype=np.float64)
     batch, unbatched = check_inputs(x0, U)
     x0b = np.broadcast_to(x0, (batch, STATE_DIM))
     Ub = np.broadcast_to(U, (batch, *U.shape[-2:]))
-    if fidelity == "same":
-        model, n_sub = rollout.mj_model, rollout.n_substeps
-    else:
-        model, n_sub = reference_model(rollout)
     data = mujoco.MjData(model)
     H = Ub.shape[1]
     out = np.empty((batch, H + 1, STATE_DIM))
