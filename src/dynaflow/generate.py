@@ -35,6 +35,7 @@ from dynaflow.data.conditioning import (
     CommandHold,
     HoldGains,
     heading_velocity,
+    warm_steps,
     wrap_angle,
     yaw_of,
 )
@@ -59,7 +60,6 @@ __all__ = [
 ]
 
 DEFAULT_PUSH_SECONDS = 0.2
-WARM_SECONDS = 1.0  # the achieved speed in a closed-loop summary is measured after the first second
 _DIRECTIONS = {"x": (1.0, 0.0), "-x": (-1.0, 0.0), "y": (0.0, 1.0), "-y": (0.0, -1.0)}
 
 
@@ -220,7 +220,7 @@ class LongRollout:
         first second against the mean command over the same time."""
         X, cmd = self.states, self.cond[:, :3].astype(np.float64)
         target = yaw_of(X[0]) + cmd[:, 2].sum() * self.dt
-        warm = min(int(round(WARM_SECONDS / self.dt)), max(len(X) - 3, 0))
+        warm = warm_steps(len(X), self.dt)
         achieved = heading_velocity(X[warm:], self.dt)
         commanded = cmd[warm:].mean(0) if warm < len(cmd) else cmd.mean(0)
         return {

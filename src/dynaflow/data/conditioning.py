@@ -41,6 +41,16 @@ def heading_velocity(X: np.ndarray, dt: float) -> np.ndarray:
     return np.stack([vx, vy, wz], axis=-1)
 
 
+#: What a run achieves is measured after its first second: a gait starts from standing.
+WARM_SECONDS = 1.0
+
+
+def warm_steps(n_states: int, dt: float) -> int:
+    """The control steps of a run of ``n_states`` states left out before measuring what it achieves
+    (:data:`WARM_SECONDS`, leaving at least three states)."""
+    return min(int(round(WARM_SECONDS / dt)), max(n_states - 3, 0))
+
+
 def tracking_error(X: np.ndarray, command: np.ndarray, dt: float = 0.02) -> np.ndarray:
     """Achieved minus commanded (vx, vy) in the body's heading frame and yaw rate, means over X."""
     return heading_velocity(X, dt) - command

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynaflow.data.conditioning import heading_velocity, yaw_of
+from dynaflow.data.conditioning import heading_velocity, warm_steps, yaw_of
 from dynaflow.data.quat import qmul, qyaw
 from dynaflow.data.schema import Dataset
 from dynaflow.data.sources.gaits import start_state
@@ -55,7 +55,6 @@ __all__ = [
     "summarise_clips",
 ]
 
-WARM_SECONDS = 1.0  # speed and style are measured after the first second (the motion starts standing)
 SLOW = 0.1  # m/s: a clip slower than this has no direction or speed to follow
 TURNING = 0.2  # rad/s: a clip turning faster than this must be turned with
 CONTACT_HEIGHT = 0.015  # m: a foot whose bottom is this close to the floor is in contact
@@ -158,7 +157,7 @@ def clip_figures(X: np.ndarray, clip: Clip, stand: np.ndarray, dt: float) -> dic
     ok = bool(np.all(np.isfinite(X)))
     down = ~stays_up(X[:, None]) if ok else np.ones(len(X), bool)
     fell = float(np.argmax(down) * dt) if down.any() else None
-    warm = min(int(round(WARM_SECONDS / dt)), max(len(X) - 3, 0))
+    warm = warm_steps(len(X), dt)  # speed and style are measured after the first second
     ach = heading_velocity(X[warm:], dt) if ok else np.full(3, np.nan)
     want = np.asarray(clip.speed, np.float64)
     v_clip, v_got = float(np.hypot(*want[:2])), float(np.hypot(*ach[:2]))

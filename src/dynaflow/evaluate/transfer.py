@@ -24,7 +24,15 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from dynaflow.data.conditioning import DEFAULT_HOLD, HoldGains, heading_velocity, wrap_angle, yaw_of
+from dynaflow.data.conditioning import (
+    DEFAULT_HOLD,
+    WARM_SECONDS,
+    HoldGains,
+    heading_velocity,
+    warm_steps,
+    wrap_angle,
+    yaw_of,
+)
 from dynaflow.data.sources.gaits import EVAL_COMMANDS, start_state
 from dynaflow.physics import stays_up
 from dynaflow.physics.worlds import TRANSFER_MATRIX, Perturbation, build_world, replay_in_world
@@ -45,11 +53,6 @@ SPEED_TOLERANCE = (
     0.25  # achieved heading-frame speed within this fraction of the command counts as "on speed"
 )
 SPEED_FLOOR = 0.05  # m/s: the tolerance never drops below this (a standing command)
-WARM_SECONDS = 1.0  # speed is measured after the first second (the gait starts from standing)
-
-
-def _wrap(a: float) -> float:
-    return float((a + np.pi) % (2 * np.pi) - np.pi)
 
 
 def commanded_displacement(x0: np.ndarray, command: Sequence[float], steps: int, dt: float) -> np.ndarray:
@@ -81,7 +84,7 @@ def run_figures(X: np.ndarray, command: Sequence[float], dt: float) -> dict:
     down = ~stays_up(X[:, None])  # per state; the run stayed up when no state is down
     fell = float(np.argmax(down) * dt) if down.any() else None
     ok = np.all(np.isfinite(X))
-    warm = min(int(round(WARM_SECONDS / dt)), max(steps - 2, 0))
+    warm = warm_steps(len(X), dt)  # speed is measured after the first second
     achieved = heading_velocity(X[warm:], dt) if ok else np.full(3, np.nan)
     tol = max(SPEED_TOLERANCE * float(np.linalg.norm(cmd[:2])), SPEED_FLOOR)
     # along the command: heading-frame planar velocity projected on the commanded one, over the whole run
@@ -89,12 +92,13 @@ def run_figures(X: np.ndarray, command: Sequence[float], dt: float) -> dict:
     along = None
     if ok and v_cmd * steps * dt > 0.05:
         along = float(heading_velocity(X[1:], dt)[:2] @ (cmd[:2] / v_cmd) / v_cmd)
+    drift = float(wrap_angle(yaw_of(X[-1]) - yaw_of(X[0]) - cmd[2] * steps * dt)) if ok else None
     return {
         "upright": fell is None,
         "fell_at_s": fell,
         "distance_ratio": along,
         "drift_m": float(np.linalg.norm(got - want)) if ok else None,
-        "heading_drift_rad": _wrap(float(yaw_of(X[-1]) - yaw_of(X[0])) - cmd[2] * steps * dt) if ok else None,
+        "heading_drift_rad": drift,
         "heading_drift_last_s_rad": _last_second_drift(X, cmd[2], dt) if ok else None,
         "achieved": [float(v) for v in achieved],
         "on_speed": bool(ok and np.linalg.norm(achieved[:2] - cmd[:2]) <= tol),
@@ -105,7 +109,7 @@ def _last_second_drift(X: np.ndarray, yaw_rate: float, dt: float) -> float:
     """Heading minus commanded heading (rad), averaged over the run's last second."""
     n = min(int(round(WARM_SECONDS / dt)), len(X))
     k = np.arange(len(X) - n, len(X))
-    return _wrap(float(np.mean(wrap_angle(yaw_of(X[k]) - yaw_of(X[0]) - yaw_rate * k * dt))))
+    return float(wrap_angle(np.mean(wrap_angle(yaw_of(X[k]) - yaw_of(X[0]) - yaw_rate * k * dt))))
 
 
 def _jobs(commands: dict[str, Sequence[Sequence[float]]], seeds: int) -> list[tuple[str, tuple, int]]:
