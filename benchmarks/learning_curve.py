@@ -58,27 +58,25 @@ def summary(cells: list[dict], seconds: float) -> dict:
     }
 
 
+def _shown(v, fmt: str) -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
 def main() -> None:
     args, clips = clip_command(__doc__, "checkpoints", "checkpoints of one run, in any order")
     head = ("updates", 8), ("upright", 8), ("time up", 8), ("speed/clip", 11), ("speed ok", 9), ("style", 6)
     print(" ".join(f"{name:>{width}s}" for name, width in head))
     rows = []
-    order = sorted(args.checkpoints, key=lambda c: load_checkpoint(c)["step"])
-    for ckpt in order:
+    updates = {ckpt: int(load_checkpoint(ckpt)["step"]) for ckpt in args.checkpoints}
+    for ckpt in sorted(updates, key=updates.get):
         t0 = time.perf_counter()
-        policy = DynaFlowPolicy.from_checkpoint(ckpt)
-        cells = score(policy, clips, args.seconds, args.seeds)
-        updates = int(load_checkpoint(ckpt)["step"])
-        s = {"checkpoint": ckpt, "updates": updates, **summary(cells, args.seconds)}
+        cells = score(DynaFlowPolicy.from_checkpoint(ckpt), clips, args.seconds, args.seeds)
+        s = {"checkpoint": ckpt, "updates": updates[ckpt], **summary(cells, args.seconds)}
         rows.append({**s, "cells": cells})
-
-        def f(v, fmt):
-            return "n/a" if v is None else format(v, fmt)
-
         print(
             f"{s['updates']:8d} {100 * s['upright']:7.0f}% {s['time_up_s_median']:7.1f}s "
-            f"{f(s['speed_ratio_median'], '.2f'):>11s} {f(s['speed_ok'], '.0%'):>9s} "
-            f"{f(s['style_ratio_median'], '.2f'):>6s}   ({time.perf_counter() - t0:.0f} s)",
+            f"{_shown(s['speed_ratio_median'], '.2f'):>11s} {_shown(s['speed_ok'], '.0%'):>9s} "
+            f"{_shown(s['style_ratio_median'], '.2f'):>6s}   ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
     if args.json:
