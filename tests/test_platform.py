@@ -115,7 +115,7 @@ def test_legged_stages_compute_what_mjx_computes_float64(mjx_go2):
     assert lay is not None and lay.body.shape == (4, 3)
 
     @jax.jit
-    def both(qpos, qvel, ctrl):  # one compiled program for the three trials (eager float64 MJX is slow)
+    def both(qpos, qvel, ctrl):  # one compiled program for the four trials (eager float64 MJX is slow)
         d = template.replace(qpos=qpos, qvel=qvel, ctrl=ctrl)
         ref = smooth.crb(m, smooth.com_pos(m, smooth.kinematics(m, d)))
         ref = constraint.make_constraint(m, collision_driver.collision(m, ref))
