@@ -136,6 +136,38 @@ def _solve_implicit(m, d):
     return sg(checkpoint_name(ls.qacc, LS_QACC)) + (q - sg(q))
 
 
+def _solve_converged(m, d):
+    """MJX's constraint solver run to convergence, with its gradient by the implicit function theorem.
+
+    Forward: ``mjx``'s own solver (Newton, ``opt.iterations`` / ``opt.tolerance``, either friction cone),
+    started from qacc_smooth, on stop-gradient inputs: its ``while_loop`` is never differentiated.
+    Backward: at the converged qacc* the cost's gradient r(qacc*, theta) = M qacc* - qfrc_smooth -
+    qfrc_constraint(qacc*) vanishes, so with the active set (and cone zones) held, dqacc* = -H^-1 dr/dtheta
+    with H = dr/dqacc the Newton Hessian (forward-mode here, so it is exact for either cone). A Newton
+    correction of value zero, qacc* - (H^-1 r - sg(H^-1 r)), carries exactly that derivative.
+    Valid where :func:`check_implicit_supported` says (no friction loss)."""
+    sg = jax.lax.stop_gradient
+    fixed = sg(d)
+    qstar = _mjx_solver.solve(m, fixed).qacc
+    qstar = sg(checkpoint_name(qstar, LS_QACC))
+
+    def residual(qacc, data):
+        ctx = _mjx_solver.Context.create(m, data.replace(qacc=qacc), grad=False)
+        return ctx.Ma - data.qfrc_smooth - ctx.qfrc_constraint
+
+    hess = jax.jacfwd(residual)(qstar, fixed)
+    delta = _spd_solve(sg(0.5 * (hess + hess.T)), residual(qstar, d))
+    return qstar - (delta - sg(delta))
+
+
+def _solve(m, d):
+    """The constraint solve of DynaFlow's step: one cold Newton iteration with the pyramidal cone (the
+    fast default, :func:`_solve_implicit`), otherwise the converged solve (:func:`_solve_converged`)."""
+    if int(m.opt.iterations) == 1 and int(m.opt.cone) == int(mujoco.mjtCone.mjCONE_PYRAMIDAL):
+        return _solve_implicit(m, d)
+    return _solve_converged(m, d)
+
+
 def mjx_step_implicit(m, d):
     """``mjx.step`` for DynaFlow's model (Euler, eulerdamp off, pyramidal cone, 1 solver iteration,
     no warm start, no tendons, sensors or external forces) with a cheaper backward pass:
@@ -154,7 +186,7 @@ def mjx_step_implicit(m, d):
     if d._impl.efc_J.size == 0:
         qacc = d.qacc_smooth
     else:
-        qacc = _solve_implicit(m, d)
+        qacc = _solve(m, d)
     return _mjx_forward._advance(m, d.replace(qacc=qacc), d.act_dot, qacc)
 
 
@@ -167,7 +199,7 @@ def legged_step_implicit(m, lay, template, qpos: jax.Array, qvel: jax.Array, ctr
     qacc_smooth = _spd_solve(s["M"], s["qfrc_smooth"])
     d = template.replace(qpos=s["qpos"], qvel=qvel, qfrc_smooth=s["qfrc_smooth"], qacc_smooth=qacc_smooth)
     d = d.tree_replace({f"_impl.{k}": s[k] for k in ("M", "efc_J", "efc_D", "efc_aref")})
-    qacc = _solve_implicit(m, d)
+    qacc = _solve(m, d)
     return _legged.advance(m, s["qpos"], qvel, qacc)
 
 
@@ -179,10 +211,8 @@ def check_implicit_supported(model: mujoco.MjModel) -> None:
         problems.append("integrator must be Euler")
     if not opt.disableflags & mujoco.mjtDisableBit.mjDSBL_EULERDAMP:
         problems.append("eulerdamp must be disabled")
-    if opt.cone != mujoco.mjtCone.mjCONE_PYRAMIDAL:
-        problems.append("cone must be pyramidal")
-    if opt.iterations != 1:
-        problems.append("opt.iterations must be 1")
+    if opt.solver != mujoco.mjtSolver.mjSOL_NEWTON and opt.iterations != 1:
+        problems.append("a solve of several iterations must be Newton's")
     if np.any(model.dof_frictionloss > 0):
         problems.append("dof frictionloss is not supported")
     if model.nsensor:

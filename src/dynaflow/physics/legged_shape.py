@@ -50,7 +50,8 @@ def legged_layout(model: mujoco.MjModel) -> LeggedLayout | None:
     one of K chains of equal length from body 1, with one hinge each (no springs, no joint friction
     loss); the only contacts are between one sphere on each chain's last body and a plane on the world
     body (no pairs or excludes); position-style actuators on the hinges with joint transmission; no
-    tendons, equality constraints, sensors, activations, gravity compensation or fluid forces."""
+    tendons, equality constraints, sensors, activations, gravity compensation or fluid forces; the
+    pyramidal friction cone."""
     m = model
     if not _supported_tree_and_options(m):
         return None
@@ -100,6 +101,8 @@ def _supported_tree_and_options(m: mujoco.MjModel) -> bool:
     if np.any(m.jnt_stiffness != 0) or np.any(m.dof_frictionloss != 0) or np.any(m.body_gravcomp != 0):
         return False
     if np.any(m.opt.wind != 0) or m.opt.density != 0 or m.opt.viscosity != 0:
+        return False
+    if m.opt.cone != mujoco.mjtCone.mjCONE_PYRAMIDAL:  # the stages write pyramid edges
         return False
     return not np.any(m.jnt_margin != 0)
 

@@ -110,6 +110,7 @@ class Rollout:
     remat: bool = False
     gradient: Literal["implicit", "unrolled"] = "implicit"
     scene_xml: str | None = None  # the MJCF it was built from (None: the project's own scene)
+    solver: Literal["one-step", "converged"] = "one-step"  # the contact solve (see create_go2_rollout)
     legged: LeggedLayout | None = None  # set: the implicit step runs dynaflow.physics.legged's stages
     _mjx_models: dict = field(default_factory=dict, repr=False)
     _jitted: object = field(init=False, repr=False)
@@ -302,6 +303,7 @@ def create_go2_rollout(
     gradient: Literal["implicit", "unrolled"] = "implicit",
     default_pose=None,
     specialised: bool = False,
+    solver: Literal["one-step", "converged"] = "one-step",
 ) -> Rollout:
     """Build Phi for the Go2: ``rollout(x0, U) -> X`` (see :class:`Rollout`).
 
@@ -313,6 +315,13 @@ def create_go2_rollout(
       remat: wrap each control step in ``jax.checkpoint`` (memory ~linear in H, ~1.3x compute).
       gradient: ``"implicit"`` (fast, default) or ``"unrolled"`` (plain ``mjx.step``).
       default_pose: 12 joint angles the actions are offsets from; the ``home`` keyframe's by default.
+      solver: the contact solve. ``"one-step"`` (default): the MJCF's options, for the project's scene one
+        Newton iteration from a cold start with the pyramidal friction cone (fast; its contact forces
+        are not the converged ones). ``"converged"``: the elliptic cone and Newton iterations to
+        convergence (:data:`CONVERGED_ITERATIONS`, tolerance 1e-8), the contact model of the reference
+        simulator at Φ's own step; its gradient comes from the implicit function theorem at the
+        solution (:mod:`dynaflow.physics.implicit`), so it needs ``gradient="implicit"``. It applies to
+        the MuJoCo C model too (the gait library, the "same" replay).
       specialised: with ``gradient="implicit"``, run the stages of :mod:`dynaflow.physics.legged` (the
         same physics as MJX's stages, written for a floating base with hinge legs and sphere feet on a
         plane, one array per quantity over the legs) when the model has that shape. Off by default: on
@@ -322,7 +331,7 @@ def create_go2_rollout(
     and command built on it shares its compiled functions (samplers, replanning) instead of compiling
     them again. Treat its models as read-only (``reference_model`` copies).
     """
-    args = (xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose, specialised)
+    args = (xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose, specialised, solver)
     try:
         key = (
             None if xml_path is None else str(Path(xml_path).resolve()),
@@ -333,6 +342,7 @@ def create_go2_rollout(
             gradient,
             None if default_pose is None else tuple(float(v) for v in np.ravel(default_pose)),
             bool(specialised),
+            solver,
         )
         hash(key)
     except (TypeError, ValueError):
@@ -343,7 +353,15 @@ def create_go2_rollout(
 
 
 def _build_rollout(
-    xml_path, ctrl_dt, n_substeps, action_scale, remat, gradient, default_pose, specialised=False
+    xml_path,
+    ctrl_dt,
+    n_substeps,
+    action_scale,
+    remat,
+    gradient,
+    default_pose,
+    specialised=False,
+    solver="one-step",
 ) -> Rollout:
     if not (ctrl_dt > 0 and math.isfinite(ctrl_dt)):
         raise ValueError(f"ctrl_dt: expected a positive number of seconds, got {ctrl_dt!r}")
@@ -353,11 +371,17 @@ def _build_rollout(
         raise ValueError(f"action_scale: expected a positive number, got {action_scale!r}")
     if gradient not in ("implicit", "unrolled"):
         raise ValueError(f"gradient: expected 'implicit' or 'unrolled', got {gradient!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver: expected one of {', '.join(SOLVERS)}, got {solver!r}")
+    if solver == "converged" and gradient != "implicit":
+        raise ValueError("solver='converged' needs gradient='implicit' (MJX cannot differentiate its loop)")
     model = load_go2_model(xml_path)
-    model.opt.timestep = ctrl_dt / n_substeps
     sim = simulation_model(xml_path)
-    sim.opt.timestep = ctrl_dt / n_substeps
-    if model.opt.iterations != 1:
+    for m in (model, sim):
+        m.opt.timestep = ctrl_dt / n_substeps
+        if solver == "converged":
+            use_converged_solver(m)
+    if gradient == "unrolled" and model.opt.iterations != 1:
         raise ValueError(
             f"{xml_path or SCENE_XML}: opt.iterations must be 1 for reverse-mode gradients "
             f"through MJX, got {model.opt.iterations}"
@@ -378,4 +402,24 @@ def _build_rollout(
         gradient=gradient,
         scene_xml=None if xml_path is None else str(Path(xml_path).resolve()),
         legged=legged_layout(sim) if gradient == "implicit" and specialised else None,
+        solver=solver,
     )
+
+
+SOLVERS = ("one-step", "converged")
+CONVERGED_ITERATIONS = 20  # Newton iterations at most; 2-5 usually reach the tolerance
+CONVERGED_LS_ITERATIONS = 20
+
+
+def use_converged_solver(model: mujoco.MjModel) -> None:
+    """Give ``model`` (in place) the converged contact solve of ``solver="converged"``: Newton with the
+    elliptic friction cone, up to :data:`CONVERGED_ITERATIONS` iterations to a 1e-8 tolerance, warm
+    start off (the solution does not depend on it; Φ's state carries no previous acceleration)."""
+    opt = model.opt
+    opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
+    opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    opt.iterations = CONVERGED_ITERATIONS
+    opt.ls_iterations = CONVERGED_LS_ITERATIONS
+    opt.tolerance = 1e-8
+    opt.ls_tolerance = 0.01
+    opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
