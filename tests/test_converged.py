@@ -81,3 +81,17 @@ def test_step_is_mujoco_c_and_gradient_is_the_implicit_one(converged):
             fd = float(plus - minus) / (2 * eps)
             an = float(jnp.dot(gv, dv) + jnp.dot(gc, dc))
             assert abs(fd - an) < 1e-4 * max(abs(fd), 1.0), (fd, an)
+
+
+def test_the_solve_is_part_of_a_runs_config():
+    """`--solver` reaches Φ through the config a checkpoint stores, so generation and evaluation of a run
+    use the simulator it was trained in; older checkpoints (no key) load with the one-step solve."""
+    from dynaflow.config import ConfigError, TrainConfig
+
+    config = TrainConfig.from_flat(data="d.npz", solver="converged")
+    stored = config.to_dict()
+    assert TrainConfig.from_dict(stored).sim.rollout().solver == "converged"
+    del stored["sim"]["solver"]
+    assert TrainConfig.from_dict(stored).sim.solver == "one-step"
+    with pytest.raises(ConfigError, match="solver"):
+        TrainConfig.from_flat(data="d.npz", solver="exact").validate()

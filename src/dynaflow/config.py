@@ -129,6 +129,13 @@ class SimConfig:
     ctrl_dt: float = opt("--ctrl-dt", "control period in seconds", 0.02, gt=0.0)
     n_substeps: int = opt("--substeps", "physics steps per control step", 4, ge=1)
     action_scale: float = opt("--action-scale", "joint-target offset (rad) per unit action", 0.5, gt=0.0)
+    solver: str = opt(
+        "--solver",
+        "Φ's contact solve: one-step (one Newton iteration, pyramidal cone: fast) or converged (elliptic "
+        "cone, Newton to convergence, as the reference simulator at Φ's own step; slower)",
+        "one-step",
+        choices=("one-step", "converged"),
+    )
     randomise: float = opt(
         "--randomise",
         "domain randomisation while training: each window rolls out in its own perturbed physics "
@@ -138,6 +145,17 @@ class SimConfig:
         ge=0.0,
         le=1.0,
     )
+
+    def rollout(self):
+        """Φ with this control law and contact solve (:func:`dynaflow.physics.create_go2_rollout`)."""
+        from dynaflow.physics import create_go2_rollout
+
+        return create_go2_rollout(
+            ctrl_dt=self.ctrl_dt,
+            n_substeps=self.n_substeps,
+            action_scale=self.action_scale,
+            solver=self.solver,
+        )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dynaflow.checkpoint import load_checkpoint, resolve_checkpoint
 from dynaflow.data import Dataset, Normalizer, split_episodes
 from dynaflow.methods import model_from_config
 from dynaflow.model import ActionPredictor
-from dynaflow.physics import Rollout, create_go2_rollout
+from dynaflow.physics import Rollout
 from dynaflow.sampling import sample_trajectory
 
 
@@ -45,10 +45,7 @@ class DynaFlowPolicy:
         ckpt = load_checkpoint(path)
         model = model_from_config(ckpt["model_config"])
         if rollout is None:
-            sim = ckpt["train_config"].sim
-            rollout = create_go2_rollout(
-                ctrl_dt=sim.ctrl_dt, n_substeps=sim.n_substeps, action_scale=sim.action_scale
-            )
+            rollout = ckpt["train_config"].sim.rollout()
         params = ckpt["ema_params"] if use_ema else ckpt["params"]
         return cls(
             model,

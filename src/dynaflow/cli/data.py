@@ -32,6 +32,13 @@ def _add_gaits(dsub) -> None:
     q.add_argument("--seed", type=non_negative_int("--seed"), default=0, help="seed of the sampled commands")
     q.add_argument("--gaits", default="trot,pace,bound,pronk,stand", help="comma-separated gaits")
     q.add_argument("--compress", action="store_true", help="write a compressed NPZ")
+    q.add_argument(
+        "--solver",
+        choices=("one-step", "converged"),
+        default="one-step",
+        help="the contact solve the episodes are simulated with (Φ's --solver; converged: elliptic cone, "
+        "Newton to convergence, whose recorded actions also run in the reference simulator)",
+    )
     q.set_defaults(func=run_gaits)
 
 
@@ -125,8 +132,10 @@ def run_gaits(args: argparse.Namespace) -> int:
 
     out = npz_output(args.out)
     gaits = tuple(g.strip() for g in args.gaits.split(",") if g.strip())
-    arrays, summary = make_gait_dataset(create_go2_rollout(), args.episodes, args.seconds, args.seed, gaits)
+    rollout = create_go2_rollout(solver=args.solver)
+    arrays, summary = make_gait_dataset(rollout, args.episodes, args.seconds, args.seed, gaits)
     summary["conditioning"] = list(COND_NAMES)
+    summary["solver"] = args.solver
     replacing(out)
     save_dataset(out, compressed=args.compress, **arrays)
     atomic_write(Path(str(out) + ".json"), dumps(summary))

@@ -23,7 +23,7 @@ from dynaflow.data import Dataset, Normalizer
 from dynaflow.fileio import check_output
 from dynaflow.methods import build_model
 from dynaflow.model import set_normalizer
-from dynaflow.physics import Rollout, create_go2_rollout
+from dynaflow.physics import Rollout
 from dynaflow.runtime import test_event
 from dynaflow.sampling import make_sampler
 from dynaflow.train.batches import RunData, Validation, device_batch, prepare_data
@@ -73,9 +73,7 @@ def train(
     t_start = time.perf_counter()
     run_dir, resume, resume_ckpt = _open(config, resume, dataset, overwrite)
     data = prepare_data(config, dataset, None if resume_ckpt is None else resume_ckpt["normalizer"])
-    rollout = rollout or create_go2_rollout(
-        ctrl_dt=config.sim.ctrl_dt, n_substeps=config.sim.n_substeps, action_scale=config.sim.action_scale
-    )
+    rollout = rollout or config.sim.rollout()
     run = _setup(config, run_dir, data, rollout, rest_state, resume, resume_ckpt)
     if run.main:
         run_dir.mkdir(parents=True, exist_ok=True)
