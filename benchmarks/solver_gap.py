@@ -2,7 +2,7 @@
 in the reference simulator.)
 
     python benchmarks/solver_gap.py [--checkpoint RUN] [--seeds 8] [--seconds 10] [--noise SIGMA]
-        [--gaits trot pace bound pronk] [--json out.json]
+        [--gaits trot pace bound pronk] [--data NPZ] [--solver one-step|converged] [--json out.json]
 
 Open-loop action sequences are replayed in MuJoCo C (float64) under Φ's own options ("same") and then with
 one setting at a time changed to the converged reference simulator's
@@ -22,9 +22,10 @@ prints the share of runs that stay upright and the median distance covered as a 
 The other direction (``--library N``, default 12): the gait library's controller makes N episodes of 4 s
 per gait under Φ's options with settings changed (:data:`MAKERS`), and their recorded actions are replayed
 open loop in the reference simulator: which contact solve makes demonstrations that transfer.
-``--noise`` adds Gaussian
-noise of that size (in action units) to every action first: a plan that is merely sensitive to small errors
-fails under Φ's own options too.
+``--noise`` adds Gaussian noise of that size (in action units) to every action first: a plan that is merely
+sensitive to small errors fails under Φ's own options too. ``--data`` scores another gait-library NPZ and
+``--solver`` says which Φ made it (``dynaflow data gaits --solver``): "same" is then that Φ's options. A
+model's plans are scored under the Φ its run trained in (``dynaflow train --solver``).
 """
 
 from __future__ import annotations
@@ -92,9 +93,10 @@ def score(rollout, runs: list[tuple[np.ndarray, np.ndarray]], noise: float = 0.0
     return {setting: replayed(rollout, *solver(rollout, setting), runs) for setting in SETTINGS}
 
 
-def data_runs(gait: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The bundled data's episodes of ``gait``: (states, recorded actions)."""
-    ds = load_dataset(bundled_dataset())
+def data_runs(gait: str, path=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The episodes of ``gait`` in a gait-library dataset (the bundled one by default): (states, recorded
+    actions)."""
+    ds = load_dataset(path or bundled_dataset())
     idx = np.where(ds.conditionings[:, 0, 3 + GAITS.index(gait)] > 0.5)[0]
     return [(ds.states[i].astype(np.float64), ds.actions[i].astype(np.float64)) for i in idx]
 
@@ -153,14 +155,23 @@ def main() -> None:
         "--library", type=int, default=12, help="gait-library episodes per gait and maker (0: skip)"
     )
     p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise added to every action first")
+    p.add_argument("--data", help="a gait-library NPZ to score instead of the bundled data")
+    p.add_argument(
+        "--solver",
+        default="one-step",
+        choices=("one-step", "converged"),
+        help="Φ's contact solve that 'same' means for the data and the library (a model's plans are scored "
+        "under its own run's)",
+    )
     p.add_argument("--json", help="write the tables here")
     args = p.parse_args()
-    rollout = create_go2_rollout()
+    rollout = create_go2_rollout(solver=args.solver)
     t0 = time.perf_counter()
     result = {"machine": platform.platform(), "settings": list(SETTINGS), "noise": args.noise}
-    result["data"] = {g: score(rollout, data_runs(g), args.noise) for g in args.gaits}
+    result["solver"] = args.solver
+    result["data"] = {g: score(rollout, data_runs(g, args.data), args.noise) for g in args.gaits}
     noisy = f", action noise {args.noise:g}" if args.noise else ""
-    print_table(f"bundled data, recorded actions (4 s episodes{noisy})", result["data"])
+    print_table(f"{args.data or 'bundled data'}, recorded actions ({args.solver}{noisy})", result["data"])
     if args.library:
         made = {g: {m: library_transfer(rollout, m, g, args.library) for m in MAKERS} for g in args.gaits}
         result["library"] = made
@@ -172,10 +183,14 @@ def main() -> None:
     if args.checkpoint:
         from dynaflow.policy import DynaFlowPolicy
 
-        policy = DynaFlowPolicy.from_checkpoint(args.checkpoint, rollout=rollout)
+        policy = DynaFlowPolicy.from_checkpoint(args.checkpoint)  # in the Φ its run trained in
         plans = {g: model_runs(policy, g, args.seeds, args.seconds) for g in args.gaits}
-        result["model"] = {g: score(rollout, runs, args.noise) for g, runs in plans.items()}
-        label = f"{args.checkpoint}: {args.seconds:g} s open-loop plans, {args.seeds} seeds/command{noisy}"
+        result["model"] = {g: score(policy.rollout, runs, args.noise) for g, runs in plans.items()}
+        result["model_solver"] = policy.rollout.solver
+        label = (
+            f"{args.checkpoint} (Φ {policy.rollout.solver}): {args.seconds:g} s open-loop plans, "
+            f"{args.seeds} seeds/command{noisy}"
+        )
         print_table(label, result["model"])
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:

@@ -51,16 +51,25 @@ def initial_state(params) -> TrainState:
     )
 
 
-def demo_step(batch: int, horizon: int, d_model: int, n_heads: int, depth: int, dropout: float = 0.0):
+def demo_step(
+    batch: int,
+    horizon: int,
+    d_model: int,
+    n_heads: int,
+    depth: int,
+    dropout: float = 0.0,
+    solver: str | None = None,
+):
     """The jitted train step ``dynaflow train`` runs (sharded over this process's devices like it), its
     state and the arguments of one update on random smooth demonstrations: ``(step, state, args)``, called
-    as ``state, metrics = step(state, *args)``. Defaults to the demo's dropout (0)."""
+    as ``state, metrics = step(state, *args)``. Defaults to the demo's dropout (0); ``solver``: Φ's contact
+    solve (None: the checkout's default)."""
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
     from dynaflow import distributed
 
-    rollout = create_go2_rollout()
+    rollout = create_go2_rollout() if solver is None else create_go2_rollout(solver=solver)
     rng = np.random.default_rng(0)
     U_demo = random_smooth_actions(rng, batch, horizon, 0.8)
     X1 = np.asarray(rollout(np.tile(rollout.home_state(), (batch, 1)), U_demo), np.float32)

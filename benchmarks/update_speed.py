@@ -3,14 +3,16 @@
     git worktree add /tmp/base dbda79f
     python benchmarks/update_speed.py --config base=/tmp/base --config now=.          # the issue's A/B
     python benchmarks/update_speed.py --config plain=.:none --config tuned=.          # layouts, one checkout
+    python benchmarks/update_speed.py --config one=. --config conv=.,solver=converged  # Φ's contact solves
 
-Each ``--config NAME=CHECKOUT[:LAYOUT]`` starts one worker process that imports ``dynaflow`` from
-``CHECKOUT/src``, builds the demo-size train step (``--preset cpu``: B 32, H 16, d 128, 4 heads, depth 2,
-no dropout; the bundled demo's loss), compiles it, and waits. The parent then asks the workers in turn
-for ``--chunk`` updates each, ``--rounds`` times, so a noisy neighbour slows every configuration alike.
-An update is what ``dynaflow train``'s loop does per step: put a host batch on the devices, run the step,
-read the loss back. LAYOUT is ``auto`` (default: :func:`dynaflow.platform.configure_cpu`, as the CLI
-does, when the checkout has it), ``none`` (JAX's defaults) or an XLA_FLAGS string.
+Each ``--config NAME=CHECKOUT[:LAYOUT][,solver=SOLVER]`` starts one worker process that imports ``dynaflow``
+from ``CHECKOUT/src``, builds the demo-size train step (``--preset cpu``: B 32, H 16, d 128, 4 heads, depth
+2, no dropout; the bundled demo's loss), compiles it, and waits. The parent then asks the workers in turn
+for ``--chunk`` updates each, ``--rounds`` times, so a noisy neighbour slows every configuration alike. An
+update is what ``dynaflow train``'s loop does per step: put a host batch on the devices, run the step, read
+the loss back. LAYOUT is ``auto`` (default: :func:`dynaflow.platform.configure_cpu`, as the CLI does, when
+the checkout has it), ``none`` (JAX's defaults) or an XLA_FLAGS string. SOLVER is Φ's contact solve
+(``dynaflow train --solver``; the checkout's default when not given).
 
 Prints per-update medians, updates/s, each configuration's speed-up over the first, the compile times,
 and each worker's losses (same seed and batches: a check that the work is the same).
@@ -49,7 +51,7 @@ def worker(args) -> None:
     from train_step import demo_step  # benchmarks/ is not a package; uses API dbda79f has too
 
     jax.config.update("jax_enable_compilation_cache", False)
-    step, state, (X, C, norm, hyper) = demo_step(args.batch, 16, 128, 4, 2)
+    step, state, (X, C, norm, hyper) = demo_step(args.batch, 16, 128, 4, 2, solver=args.solver)
     X_host, C_host = np.asarray(X), np.asarray(C)  # a host batch, put on the devices every update
 
     def update(state):
@@ -79,7 +81,7 @@ def worker(args) -> None:
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", action="append", default=[], help="NAME=CHECKOUT[:LAYOUT]")
+    ap.add_argument("--config", action="append", default=[], help="NAME=CHECKOUT[:LAYOUT][,solver=SOLVER]")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--chunk", type=int, default=10, help="updates per turn")
@@ -87,6 +89,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--layout", default="auto", help=argparse.SUPPRESS)
+    ap.add_argument("--solver", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.worker and not args.config:
         ap.error("give at least one --config NAME=CHECKOUT[:LAYOUT]")
@@ -98,6 +101,7 @@ def start_workers(args) -> dict[str, subprocess.Popen]:
     workers = {}
     for spec in args.config:
         name, _, rest = spec.partition("=")
+        rest, _, solver = rest.partition(",solver=")
         checkout, _, layout = rest.partition(":")
         src = Path(checkout).resolve() / "src"
         if not (src / "dynaflow").is_dir():
@@ -106,6 +110,7 @@ def start_workers(args) -> dict[str, subprocess.Popen]:
         env["PYTHONPATH"] = str(src)
         layout = layout or "auto"
         cmd = [sys.executable, __file__, "--worker", "--batch", str(args.batch), f"--layout={layout}"]
+        cmd += ["--solver", solver] if solver else []
         workers[name] = subprocess.Popen(
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )

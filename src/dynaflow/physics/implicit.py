@@ -137,27 +137,34 @@ def _solve_implicit(m, d):
 
 
 def _solve_converged(m, d):
-    """MJX's constraint solver run to convergence, with its gradient by the implicit function theorem.
+    """MJX's constraint solver run to convergence, with its derivative by the implicit function theorem.
 
-    Forward: ``mjx``'s own solver (Newton, ``opt.iterations`` / ``opt.tolerance``, either friction cone),
-    started from qacc_smooth, on stop-gradient inputs: its ``while_loop`` is never differentiated.
-    Backward: at the converged qacc* the cost's gradient r(qacc*, theta) = M qacc* - qfrc_smooth -
-    qfrc_constraint(qacc*) vanishes, so with the active set (and cone zones) held, dqacc* = -H^-1 dr/dtheta
-    with H = dr/dqacc the Newton Hessian (forward-mode here, so it is exact for either cone). A Newton
-    correction of value zero, qacc* - (H^-1 r - sg(H^-1 r)), carries exactly that derivative.
-    Valid where :func:`check_implicit_supported` says (no friction loss)."""
-    sg = jax.lax.stop_gradient
-    fixed = sg(d)
-    qstar = _mjx_solver.solve(m, fixed).qacc
-    qstar = sg(checkpoint_name(qstar, LS_QACC))
+    Forward: ``mjx``'s own solver (Newton, ``opt.iterations`` / ``opt.tolerance``, either friction cone) on
+    stop-gradient inputs: its ``while_loop`` is never differentiated, and nothing else is computed.
+    Derivative (a custom JVP, so reverse mode transposes it): at the converged qacc* the cost's gradient
+    r(qacc*, theta) = M qacc* - qfrc_smooth - qfrc_constraint(qacc*) vanishes, so with the active set (and
+    cone zones) held, dqacc* = -H^-1 dr/dtheta with H = dr/dqacc the Newton Hessian (by forward mode, so
+    it is exact for either cone). Valid where :func:`check_implicit_supported` says (no friction loss)."""
+    fixed = jax.lax.stop_gradient(d)
+    qstar = jax.lax.stop_gradient(checkpoint_name(_mjx_solver.solve(m, fixed).qacc, LS_QACC))
 
     def residual(qacc, data):
         ctx = _mjx_solver.Context.create(m, data.replace(qacc=qacc), grad=False)
         return ctx.Ma - data.qfrc_smooth - ctx.qfrc_constraint
 
-    hess = jax.jacfwd(residual)(qstar, fixed)
-    delta = _spd_solve(sg(0.5 * (hess + hess.T)), residual(qstar, d))
-    return qstar - (delta - sg(delta))
+    @jax.custom_jvp
+    def at_solution(data):
+        return qstar
+
+    @at_solution.defjvp
+    def _(primals, tangents):
+        (data,), (data_dot,) = primals, tangents
+        _, r_dot = jax.jvp(lambda x: residual(qstar, x), (data,), (data_dot,))
+        hess = jax.jacfwd(residual)(qstar, data)
+        factor = jax.scipy.linalg.cho_factor(0.5 * (hess + hess.T))
+        return qstar, -jax.scipy.linalg.cho_solve(factor, r_dot)
+
+    return at_solution(d)
 
 
 def _solve(m, d):

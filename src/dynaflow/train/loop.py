@@ -74,6 +74,8 @@ def train(
     run_dir, resume, resume_ckpt = _open(config, resume, dataset, overwrite)
     data = prepare_data(config, dataset, None if resume_ckpt is None else resume_ckpt["normalizer"])
     rollout = rollout or config.sim.rollout()
+    if rollout.solver != config.sim.solver:  # the checkpoint would name another simulator than the one used
+        raise ValueError(f"rollout: solver {rollout.solver!r}, the config's --solver {config.sim.solver!r}")
     run = _setup(config, run_dir, data, rollout, rest_state, resume, resume_ckpt)
     if run.main:
         run_dir.mkdir(parents=True, exist_ok=True)
