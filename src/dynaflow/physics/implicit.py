@@ -148,23 +148,30 @@ def _solve_converged(m, d):
     fixed = jax.lax.stop_gradient(d)
     qstar = jax.lax.stop_gradient(checkpoint_name(_mjx_solver.solve(m, fixed).qacc, LS_QACC))
 
-    def residual(qacc, data):
-        ctx = _mjx_solver.Context.create(m, data.replace(qacc=qacc), grad=False)
-        return ctx.Ma - data.qfrc_smooth - ctx.qfrc_constraint
+    return _at_solution(qstar, m, d)
 
-    @jax.custom_jvp
-    def at_solution(data):
-        return qstar
 
-    @at_solution.defjvp
-    def _(primals, tangents):
-        (data,), (data_dot,) = primals, tangents
-        _, r_dot = jax.jvp(lambda x: residual(qstar, x), (data,), (data_dot,))
-        hess = jax.jacfwd(residual)(qstar, data)
-        factor = jax.scipy.linalg.cho_factor(0.5 * (hess + hess.T))
-        return qstar, -jax.scipy.linalg.cho_solve(factor, r_dot)
+def _residual(qacc, m, d):
+    """The gradient of the constraint solver's cost at ``qacc``: M qacc - qfrc_smooth - qfrc_constraint."""
+    ctx = _mjx_solver.Context.create(m, d.replace(qacc=qacc), grad=False)
+    return ctx.Ma - d.qfrc_smooth - ctx.qfrc_constraint
 
-    return at_solution(d)
+
+@jax.custom_jvp
+def _at_solution(qstar, m, d):
+    """``qstar`` (the converged solution for ``m``, ``d``), differentiated by the implicit function theorem.
+    Everything is an argument, nothing closed over: the rule runs inside scans and rematerialisation."""
+    return qstar
+
+
+@_at_solution.defjvp
+def _at_solution_jvp(primals, tangents):
+    qstar, m, d = primals
+    _, m_dot, d_dot = tangents  # qstar is the stopped solver's output: no tangent of its own
+    _, r_dot = jax.jvp(lambda mm, dd: _residual(qstar, mm, dd), (m, d), (m_dot, d_dot))
+    hess = jax.jacfwd(_residual)(qstar, m, d)
+    factor = jax.scipy.linalg.cho_factor(0.5 * (hess + hess.T))
+    return qstar, -jax.scipy.linalg.cho_solve(factor, r_dot)
 
 
 def _solve(m, d):
