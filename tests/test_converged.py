@@ -95,3 +95,24 @@ def test_the_solve_is_part_of_a_runs_config():
     assert TrainConfig.from_dict(stored).sim.solver == "one-step"
     with pytest.raises(ConfigError, match="solver"):
         TrainConfig.from_flat(data="d.npz", solver="exact").validate()
+
+
+def test_demo_makes_its_gait_data_with_the_converged_solve(tmp_path, converged):
+    """`dynaflow demo --solver converged` trains on the gait library made again with that solve (the bundled
+    file was made with the one-step solve): its recorded actions replay to its states under the converged
+    options, not under the one-step ones; a second call reuses the file."""
+    from dynaflow.data import load_dataset
+    from dynaflow.demo.run import _gait_data
+    from dynaflow.demo.settings import settings_for
+    from dynaflow.physics import replay_in_mujoco
+
+    assert settings_for(45.0, solver="converged").solver == "converged"
+    path = _gait_data(tmp_path, "converged")
+    ds = load_dataset(path)
+    assert ds.num_episodes == 100 and ds.actions is not None
+    X, U = ds.states[42].astype(np.float64), ds.actions[42, :-1].astype(np.float64)  # gaits in turn: a bound
+    same = replay_in_mujoco(converged, X[0], U)
+    other = replay_in_mujoco(create_go2_rollout(), X[0], U)
+    assert np.abs(same - X).max() < 1e-4 < np.abs(other - X).max()
+    mtime = path.stat().st_mtime_ns
+    assert _gait_data(tmp_path, "converged") == path and path.stat().st_mtime_ns == mtime

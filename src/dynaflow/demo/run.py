@@ -63,6 +63,7 @@ def run_demo(
     seed: int = 0,
     data: str | Path | None = None,
     updates: int | None = None,
+    solver: str = "one-step",
 ) -> dict:
     """Run the demo into ``out``; returns (and writes to ``out/demo.json``) its figures.
 
@@ -72,13 +73,14 @@ def run_demo(
     is an upper limit (below 5: the reduced mode) that cuts
     training short, saying so, and within which the evaluation is planned. ``data``: train and evaluate on
     this NPZ instead of the bundled one (imported clips, kinematic demonstrations), as infeasible
-    demonstrations."""
+    demonstrations. ``solver``: Φ's contact solve (``--solver``); with ``"converged"`` and the bundled data,
+    the gait library's data is made again with that solve (a few seconds), so data and simulator agree."""
     from dynaflow.physics import create_go2_rollout
 
     demo = _prepare(
-        out, DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes, seed, data, updates
+        out, DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes, seed, data, updates, solver
     )
-    rollout = create_go2_rollout()
+    rollout = create_go2_rollout(solver=solver)
     try:
         _train_both(demo, rollout)
         policy = _plan_and_load(demo, rollout)
@@ -90,7 +92,7 @@ def run_demo(
         demo.bar.close()
 
 
-def _prepare(out, budget_minutes: float, seed: int, data, updates: int | None) -> _Demo:
+def _prepare(out, budget_minutes: float, seed: int, data, updates: int | None, solver: str) -> _Demo:
     """Check the arguments, load the data, choose the recipe, and say what the demo will do."""
     if not budget_minutes > 0:
         raise ValueError(f"--budget-minutes: expected > 0, got {budget_minutes}")
@@ -100,6 +102,8 @@ def _prepare(out, budget_minutes: float, seed: int, data, updates: int | None) -
     out.mkdir(parents=True, exist_ok=True)
     bundled = data is None or Path(data).resolve() == bundled_dataset().resolve()
     data = bundled_dataset() if data is None else Path(data)
+    if bundled and solver != "one-step":
+        data = _gait_data(out, solver)
     ds = load_dataset(data)
     import_summary: dict = {}
     if not bundled:
@@ -117,7 +121,7 @@ def _prepare(out, budget_minutes: float, seed: int, data, updates: int | None) -
         # imported clips (each its own style) or a handful of episodes: train on every one (each is scored
         # clip by clip; a held-out clip's style would never be seen, and `best` would be picked on it)
         recipe["val_fraction"] = 0.0
-    settings = settings_for(budget_minutes, updates)
+    settings = settings_for(budget_minutes, updates, solver)
     demo = _Demo(
         out, data, bundled, gait_layout, import_summary, settings, budget_minutes, seed,
         StageBar(STAGES, 60.0 * budget_minutes), recipe,
@@ -130,6 +134,21 @@ def _prepare(out, budget_minutes: float, seed: int, data, updates: int | None) -
     )
     print(_opening_line(demo, ds.num_episodes), file=sys.stderr)
     return demo
+
+
+def _gait_data(out: Path, solver: str) -> Path:
+    """The bundled data's recipe (the gait library: 100 episodes of 4 s, seed 0) made with Φ's ``solver``,
+    written under ``out/data/`` (the bundled file was made with the one-step solve)."""
+    from dynaflow.data import save_dataset
+    from dynaflow.data.sources.gaits import make_gait_dataset
+    from dynaflow.physics import create_go2_rollout
+
+    path = out / "data" / f"go2_gaits_{solver}.npz"
+    if not path.is_file():
+        arrays, _ = make_gait_dataset(create_go2_rollout(solver=solver), episodes=100, seconds=4.0, seed=0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_dataset(path, **arrays)
+    return path
 
 
 def _opening_line(demo: _Demo, episodes: int) -> str:
@@ -291,6 +310,8 @@ def _evaluate(demo: _Demo, transfer: dict | None) -> dict:
     command = f"dynaflow demo --out {demo.out} --budget-minutes {demo.budget_minutes:g} --seed {demo.seed}"
     if s.dynaflow_updates != settings_for(demo.budget_minutes).dynaflow_updates:
         command += f" --updates {s.dynaflow_updates}"
+    if s.solver != "one-step":
+        command += f" --solver {s.solver}"
     provenance = {
         "command": command + ("" if demo.bundled else f" --data {demo.data}"),
         "dataset": str(demo.data),

@@ -63,12 +63,13 @@ class DemoSettings:
     video_size: tuple[int, int] = (480, 270)
     video_seconds: float = 10.0
     best_action: bool = True  # the best-action SAE (an optimisation per window: the slowest metric)
+    solver: str = "one-step"  # Φ's contact solve (dynaflow train --solver); converged: data made with it too
     reduced: bool = False  # the quick mode (tests, a first look)
 
 
-def settings_for(budget_minutes: float, updates: int | None = None) -> DemoSettings:
+def settings_for(budget_minutes: float, updates: int | None = None, solver: str = "one-step") -> DemoSettings:
     """Full settings from 5 minutes of budget up; a reduced mode below (tests, a quick look). ``updates``
-    replaces DynaFlow's budget of work (and the baseline's)."""
+    replaces DynaFlow's budget of work (and the baseline's); ``solver`` is Φ's contact solve."""
     if budget_minutes >= REDUCED_BELOW_MINUTES:
         settings = DemoSettings()
     else:
@@ -97,7 +98,7 @@ def settings_for(budget_minutes: float, updates: int | None = None) -> DemoSetti
         )
     if updates is not None:
         settings = replace(settings, dynaflow_updates=updates, state_fm_updates=updates)
-    return settings
+    return replace(settings, solver=solver)
 
 
 #: Evaluation plans, from the reference down, with the share of the reference's time each takes: the

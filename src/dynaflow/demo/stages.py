@@ -65,6 +65,7 @@ def train_method(
                 steps_per_epoch=settings.steps_per_epoch,
                 val_windows=settings.val_windows,
                 time_budget_s=limit_s,
+                solver=settings.solver,
             ),
             **recipe,
         }
