@@ -110,9 +110,10 @@ def test_demo_makes_its_gait_data_with_the_converged_solve(tmp_path, converged):
     path = _gait_data(tmp_path, "converged")
     ds = load_dataset(path)
     assert ds.num_episodes == 100 and ds.actions is not None
-    X, U = ds.states[42].astype(np.float64), ds.actions[42, :-1].astype(np.float64)  # gaits in turn: a bound
+    # gaits in turn: a bound; its first second (float32 storage rounding grows over a whole bound episode)
+    X, U = ds.states[42, :51].astype(np.float64), ds.actions[42, :50].astype(np.float64)
     same = replay_in_mujoco(converged, X[0], U)
     other = replay_in_mujoco(create_go2_rollout(), X[0], U)
-    assert np.abs(same - X).max() < 1e-4 < np.abs(other - X).max()
+    assert np.abs(same - X).max() < 1e-4 and np.abs(other - X).max() > 0.1
     mtime = path.stat().st_mtime_ns
     assert _gait_data(tmp_path, "converged") == path and path.stat().st_mtime_ns == mtime
