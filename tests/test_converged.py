@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dynaflow import create_go2_rollout
-from dynaflow.physics.implicit import mjx_step_implicit
+from dynaflow.physics.implicit import check_implicit_supported, mjx_step_implicit
 
 with contextlib.redirect_stdout(io.StringIO()):
     from mujoco import mjx
@@ -43,6 +43,10 @@ def test_options_and_bad_names(converged):
         create_go2_rollout(solver="exact")
     with pytest.raises(ValueError, match="solver='converged' needs gradient='implicit'"):
         create_go2_rollout(solver="converged", gradient="unrolled")
+    sim = create_go2_rollout().sim_model
+    sim.opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC  # one elliptic iteration: neither derivative would hold
+    with pytest.raises(ValueError, match=r"elliptic cone needs a converged solve \(opt.iterations > 1\)"):
+        check_implicit_supported(sim)
 
 
 def test_step_is_mujoco_c_and_gradient_is_the_implicit_one(converged):

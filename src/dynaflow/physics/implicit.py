@@ -218,15 +218,18 @@ def legged_step_implicit(m, lay, template, qpos: jax.Array, qvel: jax.Array, ctr
 
 
 def check_implicit_supported(model: mujoco.MjModel) -> None:
-    """The implicit-gradient step covers exactly the model features DynaFlow's MJCF uses."""
+    """The implicit-gradient step covers exactly the model features DynaFlow's MJCF uses: one Newton
+    iteration with the pyramidal cone, differentiated as such, or a solve of several iterations with either
+    cone, differentiated as if converged (the implicit function theorem at its result)."""
     opt = model.opt
     problems = []
     if opt.integrator != mujoco.mjtIntegrator.mjINT_EULER:
         problems.append("integrator must be Euler")
     if not opt.disableflags & mujoco.mjtDisableBit.mjDSBL_EULERDAMP:
         problems.append("eulerdamp must be disabled")
-    if opt.solver != mujoco.mjtSolver.mjSOL_NEWTON and opt.iterations != 1:
-        problems.append("a solve of several iterations must be Newton's")
+    if opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC and opt.iterations < 2:
+        # one iteration is differentiated as such for the pyramidal cone only; more are taken as converged
+        problems.append("the elliptic cone needs a converged solve (opt.iterations > 1)")
     if np.any(model.dof_frictionloss > 0):
         problems.append("dof frictionloss is not supported")
     if model.nsensor:
